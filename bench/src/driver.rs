@@ -1,0 +1,208 @@
+//! Drives the clients: the optional preload, then the warm-up and the measured
+//! window, closed-loop or open-loop.
+//!
+//! Owns: scheduling and timing of calls. Closed loop: each of C clients sends its
+//! next call as soon as the previous one answers. Open loop (`--rate R`): the
+//! calls follow a fixed schedule (client i sends its k-th call at
+//! start + (i + k*C)/R), and latency is taken from the *intended* send time, so a
+//! stall delays and counts against every call that should have gone out during
+//! it (no coordinated omission). At most C calls are in flight, so a system that
+//! cannot keep up shows growing latency rather than unbounded queues in the bench.
+//! Does not own: what a call is (`targets`, `workload`) or the report.
+
+use crate::progress::{self, Counters};
+use crate::recorder::Recorder;
+use crate::targets::{OpError, Outcome, Session, Target};
+use crate::workload::{Op, OpKind, Workload};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Plan {
+    pub clients: usize,
+    /// Total calls per second; 0 = closed loop.
+    pub rate: f64,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// A call that takes longer is abandoned and counted as a "timeout" error.
+    pub op_timeout: Duration,
+    /// Prefix of the progress lines.
+    pub label: String,
+    pub seed: u64,
+}
+
+pub struct Measurement {
+    pub recorder: Recorder,
+    /// The measured window: calls started (or scheduled) in it are the ones counted.
+    pub window: Duration,
+    /// From the end of the warm-up until the last client finished (the window
+    /// plus the tail of the calls still in flight at its end).
+    pub elapsed: Duration,
+}
+
+pub struct PreloadSummary {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+/// Sets every key once, `clients` at a time, so that later Gets hit.
+pub async fn preload(
+    target: &Target,
+    workload: &Arc<Workload>,
+    clients: usize,
+    op_timeout: Duration,
+) -> PreloadSummary {
+    let started = Instant::now();
+    let clients = clients.max(1);
+    let mut tasks = Vec::with_capacity(clients);
+    for index in 0..clients {
+        let mut session = target.session(index);
+        let workload = Arc::clone(workload);
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0u64;
+            for key in (index..workload.keys.len()).step_by(clients) {
+                if execute(
+                    &mut session,
+                    &workload,
+                    Op {
+                        kind: OpKind::Set,
+                        key,
+                    },
+                    op_timeout,
+                )
+                .await
+                .is_err()
+                {
+                    errors += 1;
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for task in tasks {
+        errors += task.await.expect("a preload client does not panic");
+    }
+    PreloadSummary {
+        ops: workload.keys.len() as u64,
+        errors,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Runs the warm-up and the measured window; only calls *started* (or, open-loop,
+/// *scheduled*) inside the window are recorded.
+pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Measurement {
+    let clients = plan.clients.max(1);
+    // A short head start so that every client task exists before the schedule begins.
+    let started = Instant::now() + Duration::from_millis(20);
+    let measure_from = started + plan.warmup;
+    let window = Window {
+        started,
+        measure_from,
+        end: measure_from + plan.duration,
+    };
+    let counters = Arc::new(Counters::default());
+    let reporter = progress::spawn_reporter(plan.label.clone(), Arc::clone(&counters), started, measure_from);
+    let mut tasks = Vec::with_capacity(clients);
+    for index in 0..clients {
+        let client = Client {
+            index,
+            clients,
+            rate: plan.rate,
+            window,
+            session: target.session(index),
+            workload: Arc::clone(workload),
+            counters: Arc::clone(&counters),
+            op_timeout: plan.op_timeout,
+            seed: plan.seed,
+        };
+        tasks.push(tokio::spawn(client.run()));
+    }
+    let mut recorder = Recorder::new();
+    for task in tasks {
+        recorder.merge(&task.await.expect("a client does not panic"));
+    }
+    reporter.abort();
+    Measurement {
+        recorder,
+        window: plan.duration,
+        elapsed: Instant::now().saturating_duration_since(measure_from),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    started: Instant,
+    measure_from: Instant,
+    end: Instant,
+}
+
+struct Client {
+    index: usize,
+    clients: usize,
+    rate: f64,
+    window: Window,
+    session: Session,
+    workload: Arc<Workload>,
+    counters: Arc<Counters>,
+    op_timeout: Duration,
+    seed: u64,
+}
+
+impl Client {
+    async fn run(mut self) -> Recorder {
+        // Distinct, reproducible streams per client.
+        let mut rng =
+            crate::rng::SplitMix64::new(self.seed ^ (self.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut recorder = Recorder::new();
+        tokio::time::sleep_until(self.window.started.into()).await;
+        for call in 0u64.. {
+            let intended = match self.intended_send(call) {
+                Some(intended) => {
+                    tokio::time::sleep_until(intended.into()).await;
+                    intended
+                }
+                None => Instant::now(),
+            };
+            if intended >= self.window.end {
+                break;
+            }
+            let op = self.workload.next_op(&mut rng);
+            let result = execute(&mut self.session, &self.workload, op, self.op_timeout).await;
+            let latency = Instant::now().saturating_duration_since(intended);
+            self.counters.completed(result.is_err());
+            if intended >= self.window.measure_from {
+                recorder.record(op.kind, latency, &result);
+            }
+        }
+        recorder
+    }
+
+    /// Open loop: when the `call`-th call of this client is due. Computed from
+    /// the start each time rather than accumulated, so rounding does not drift.
+    fn intended_send(&self, call: u64) -> Option<Instant> {
+        (self.rate > 0.0).then(|| {
+            let slot = self.index as f64 + call as f64 * self.clients as f64;
+            self.window.started + Duration::from_secs_f64(slot / self.rate)
+        })
+    }
+}
+
+async fn execute(
+    session: &mut Session,
+    workload: &Workload,
+    op: Op,
+    op_timeout: Duration,
+) -> Result<Outcome, OpError> {
+    let key = &workload.keys[op.key];
+    let call = async {
+        match op.kind {
+            OpKind::Get => session.get(op.key, key).await,
+            OpKind::Set => session.set(op.key, key, &workload.value).await,
+        }
+    };
+    tokio::time::timeout(op_timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(OpError::new("timeout")))
+}

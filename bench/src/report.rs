@@ -1,0 +1,198 @@
+//! The results of one `run`: a serializable summary and its text form.
+//!
+//! Owns: turning a `Measurement` into numbers (throughput, percentiles in
+//! microseconds, errors by kind) and printing them. Does not own: measuring.
+
+use crate::driver::{Measurement, PreloadSummary};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// What was run, echoed into the results so a JSON file explains itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    pub target: crate::targets::TargetKind,
+    pub addrs: Vec<String>,
+    pub route: crate::targets::Route,
+    pub clients: usize,
+    pub connections: usize,
+    /// "closed" or "open".
+    pub mode: &'static str,
+    /// Total ops/s asked for in open loop; 0 in closed loop.
+    pub rate: f64,
+    pub keys: usize,
+    pub value_size: usize,
+    pub read_ratio: u8,
+    pub distribution: crate::workload::Distribution,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// `None` for an empty histogram: no calls of that kind succeeded.
+    fn of(histogram: &Histogram<u64>) -> Option<Self> {
+        let micros = |nanos: u64| nanos as f64 / 1000.0;
+        (!histogram.is_empty()).then(|| Self {
+            count: histogram.len(),
+            mean: histogram.mean() / 1000.0,
+            p50: micros(histogram.value_at_quantile(0.50)),
+            p90: micros(histogram.value_at_quantile(0.90)),
+            p99: micros(histogram.value_at_quantile(0.99)),
+            p999: micros(histogram.value_at_quantile(0.999)),
+            max: micros(histogram.max()),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Errors {
+    pub total: u64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Preload {
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub settings: RunSettings,
+    /// Successful calls in the measured window.
+    pub ops: u64,
+    pub gets: u64,
+    pub sets: u64,
+    /// Gets that found nothing (counted in `ops`, not errors).
+    pub misses: u64,
+    pub elapsed_s: f64,
+    pub throughput_ops_s: f64,
+    pub errors: Errors,
+    /// All successful calls, in microseconds; open loop: from the intended send time.
+    pub latency_us: Option<Percentiles>,
+    pub get_latency_us: Option<Percentiles>,
+    pub set_latency_us: Option<Percentiles>,
+    pub preload: Option<Preload>,
+}
+
+impl Report {
+    pub fn new(settings: RunSettings, measurement: &Measurement, preload: Option<&PreloadSummary>) -> Self {
+        let recorder = &measurement.recorder;
+        let elapsed_s = measurement.elapsed.as_secs_f64();
+        // Calls started in the window over the window's length: in steady state as
+        // many start as finish, and this does not depend on how long the tail takes.
+        let window_s = measurement.window.as_secs_f64();
+        let ops = recorder.all.len();
+        Self {
+            settings,
+            ops,
+            gets: recorder.gets.len(),
+            sets: recorder.sets.len(),
+            misses: recorder.misses,
+            elapsed_s,
+            throughput_ops_s: if window_s > 0.0 {
+                ops as f64 / window_s
+            } else {
+                0.0
+            },
+            errors: Errors {
+                total: recorder.error_count(),
+                by_kind: recorder.errors.clone(),
+            },
+            latency_us: Percentiles::of(&recorder.all),
+            get_latency_us: Percentiles::of(&recorder.gets),
+            set_latency_us: Percentiles::of(&recorder.sets),
+            preload: preload.map(|preload| Preload {
+                ops: preload.ops,
+                errors: preload.errors,
+                seconds: preload.elapsed.as_secs_f64(),
+            }),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let s = &self.settings;
+        let mut text = String::new();
+        let rate = if s.mode == "open" {
+            format!(" at {:.0} ops/s", s.rate)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            text,
+            "target {:?} {} route={:?} | {} loop{rate}, {} clients, {} connections | {} keys ({:?}), {} B values, {}% gets | {:.0}s after {:.0}s warm-up",
+            s.target,
+            s.addrs.join(","),
+            s.route,
+            s.mode,
+            s.clients,
+            s.connections,
+            s.keys,
+            s.distribution,
+            s.value_size,
+            s.read_ratio,
+            s.duration_s,
+            s.warmup_s,
+        );
+        if let Some(preload) = &self.preload {
+            let _ = writeln!(
+                text,
+                "preload    {} sets in {:.1}s, {} errors",
+                preload.ops, preload.seconds, preload.errors
+            );
+        }
+        let _ = writeln!(
+            text,
+            "throughput {:.0} ops/s  ({} ops: {} gets, {} sets, {} misses; last answer {:.2}s after the window opened)",
+            self.throughput_ops_s, self.ops, self.gets, self.sets, self.misses, self.elapsed_s
+        );
+        let kinds: Vec<String> = self
+            .errors
+            .by_kind
+            .iter()
+            .map(|(kind, count)| format!("{kind}={count}"))
+            .collect();
+        let _ = writeln!(
+            text,
+            "errors     {}{}",
+            self.errors.total,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            }
+        );
+        let _ = writeln!(
+            text,
+            "latency µs {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "p50", "p90", "p99", "p99.9", "max", "mean"
+        );
+        for (name, percentiles) in [
+            ("all", &self.latency_us),
+            ("get", &self.get_latency_us),
+            ("set", &self.set_latency_us),
+        ] {
+            if let Some(p) = percentiles {
+                let _ = writeln!(
+                    text,
+                    "  {name:<8} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                    p.p50, p.p90, p.p99, p.p999, p.max, p.mean
+                );
+            }
+        }
+        text
+    }
+}

@@ -1,0 +1,416 @@
+//! Quorum reads and writes: the ABD register, adapted to a cache that forgets.
+//!
+//! Owns: the two phases of a write (ask R replicas for the version they hold or
+//! forgot, stamp one version above the highest, send it to all N, answer once W
+//! hold it or something newer), the read (R answers that vouch for the newest
+//! version, and a blocking write-back to W before answering when they disagree),
+//! per-call timeouts, and the errors that say how many replicas answered.
+//! Does not own: the replica rules (`store`, `replica`), transport, input limits.
+//!
+//! Written by hand: this is the product's consistency argument, and every step
+//! of it is spelled out in DESIGN.md ("How a write and a read work").
+
+use crate::clock::{Millis, Version};
+use crate::observe::{Observer, PeerOp, QuorumFailure, Unobserved};
+use crate::peers::Peers;
+use crate::replica::Replica;
+use crate::ring::{NodeId, Ring};
+use crate::store::{Held, Record};
+use crate::transport::{PeerError, ReadRequest, Transport, WriteRequest};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a delete's tombstone is kept before it folds into the watermark.
+pub const TOMBSTONE_LIFETIME_MS: Millis = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoordinatorSettings {
+    /// R; capped at N. 0 means a majority of N.
+    pub read_quorum: usize,
+    /// W; capped at N. 0 means a majority of N.
+    pub write_quorum: usize,
+    pub rpc_timeout: Duration,
+    /// Deliberately unsafe switches, for proving the consistency checker finds
+    /// what they break. Never set in production.
+    pub unsafe_switches: UnsafeSwitches,
+}
+
+/// Each switch drops one step DESIGN.md calls necessary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnsafeSwitches {
+    /// Stamp writes from the local clock without asking replicas first.
+    pub skip_version_query: bool,
+    /// Answer reads without writing the winner back to a quorum.
+    pub skip_read_repair: bool,
+    /// Treat replicas that hold nothing as vouching, whatever they forgot.
+    pub ignore_watermarks: bool,
+}
+
+/// A value found by a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub value: Bytes,
+    pub version: Version,
+    pub expires_at_ms: Millis,
+}
+
+/// Replicas that did not answer, and why: "node2:8080: connection refused; ...".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Failures(pub Vec<(NodeId, PeerError)>);
+
+impl fmt::Display for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no failures");
+        }
+        let parts: Vec<String> = self.0.iter().map(|(node, error)| format!("{node}: {error}")).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoordinatorError {
+    /// Nothing was changed: too few replicas answered before any write was sent
+    /// (or none could have applied it).
+    #[error(
+        "{needed} of {total} replicas needed, {answered} answered ({failures}); nothing was changed, retry when more replicas are up"
+    )]
+    QuorumUnavailable { needed: usize, total: usize, answered: usize, failures: Failures },
+    /// The write reached some replicas but not W: a later read may or may not see it.
+    #[error(
+        "write outcome unknown: {needed} of {total} replicas needed, {confirmed} confirmed ({failures}); a later read may or may not return it, so write again or read to find out"
+    )]
+    OutcomeUnknown { needed: usize, total: usize, confirmed: usize, failures: Failures },
+    #[error("the cluster has no members")]
+    NoReplicas,
+}
+
+#[derive(Clone)]
+enum Op {
+    Read { digest: bool },
+    Write(Record),
+}
+
+#[derive(Default)]
+struct Gathered {
+    answers: Vec<(NodeId, Held)>,
+    failures: Vec<(NodeId, PeerError)>,
+}
+
+pub struct Coordinator {
+    replica: Arc<Replica>,
+    ring: Ring,
+    transport: Arc<dyn Transport>,
+    peers: Arc<Peers>,
+    settings: CoordinatorSettings,
+    observer: Arc<dyn Observer>,
+}
+
+impl Coordinator {
+    pub fn new(
+        replica: Arc<Replica>,
+        ring: Ring,
+        transport: Arc<dyn Transport>,
+        peers: Arc<Peers>,
+        settings: CoordinatorSettings,
+    ) -> Self {
+        Self { replica, ring, transport, peers, settings, observer: Arc::new(Unobserved) }
+    }
+
+    /// Reports events to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// (R, W) for a replica set of `n` nodes.
+    pub fn quorums(&self, n: usize) -> (usize, usize) {
+        let pick = |configured: usize| if configured == 0 { n / 2 + 1 } else { configured.min(n) };
+        (pick(self.settings.read_quorum), pick(self.settings.write_quorum))
+    }
+
+    /// Stores `value` under `key` until `expires_at_ms`; returns its version.
+    pub async fn set(&self, key: Bytes, value: Bytes, expires_at_ms: Millis) -> Result<Version, CoordinatorError> {
+        let outcome = self.write(key, Some(value), expires_at_ms).await;
+        self.report(outcome)
+    }
+
+    /// Writes a tombstone for `key`; returns its version.
+    pub async fn delete(&self, key: Bytes) -> Result<Version, CoordinatorError> {
+        let expires_at_ms = self.replica.clock().wall_ms() + TOMBSTONE_LIFETIME_MS;
+        let outcome = self.write(key, None, expires_at_ms).await;
+        self.report(outcome)
+    }
+
+    /// The newest value of `key`, or `None` (a miss) when it is absent, deleted,
+    /// expired, or the replicas that answered cannot vouch for any value.
+    pub async fn get(&self, key: Bytes) -> Result<Option<Found>, CoordinatorError> {
+        let outcome = self.read(key).await;
+        self.report(outcome)
+    }
+
+    fn report<T>(&self, outcome: Result<T, CoordinatorError>) -> Result<T, CoordinatorError> {
+        match &outcome {
+            Err(CoordinatorError::OutcomeUnknown { .. }) => self.observer.quorum_failed(QuorumFailure::OutcomeUnknown),
+            Err(_) => self.observer.quorum_failed(QuorumFailure::Unavailable),
+            Ok(_) => {}
+        }
+        outcome
+    }
+
+    async fn read(&self, key: Bytes) -> Result<Option<Found>, CoordinatorError> {
+        let replicas = self.replicas_of(&key)?;
+        let (read_quorum, write_quorum) = self.quorums(replicas.len());
+        let ignore_watermarks = self.settings.unsafe_switches.ignore_watermarks;
+        let decide = |answers: &[(NodeId, Held)]| decide_read(answers, read_quorum, ignore_watermarks);
+        let gathered = self.gather(&key, &replicas, Op::Read { digest: false }, |answers| decide(answers).is_some()).await;
+        let candidate = match decide(&gathered.answers) {
+            Some(ReadVerdict::Candidate(version)) => version,
+            Some(ReadVerdict::NoValue) => return Ok(None),
+            None if gathered.answers.len() >= read_quorum => return Ok(None),
+            None => return Err(unavailable(read_quorum, replicas.len(), gathered)),
+        };
+        let Some(found) = self.live_answer(&gathered.answers, candidate) else { return Ok(None) };
+        if !self.settings.unsafe_switches.skip_read_repair {
+            self.write_back(&key, &replicas, &gathered.answers, &found, write_quorum).await?;
+        }
+        Ok(Some(found))
+    }
+
+    /// The key's replicas, this node first when it is one of them.
+    fn replicas_of(&self, key: &[u8]) -> Result<Vec<NodeId>, CoordinatorError> {
+        let mut replicas: Vec<NodeId> = self.ring.replicas(key).into_iter().cloned().collect();
+        if replicas.is_empty() {
+            return Err(CoordinatorError::NoReplicas);
+        }
+        if let Some(position) = replicas.iter().position(|node| node == self.replica.id()) {
+            replicas.swap(0, position);
+        }
+        Ok(replicas)
+    }
+
+    async fn write(&self, key: Bytes, value: Option<Bytes>, expires_at_ms: Millis) -> Result<Version, CoordinatorError> {
+        let replicas = self.replicas_of(&key)?;
+        let (read_quorum, write_quorum) = self.quorums(replicas.len());
+        let version = if self.settings.unsafe_switches.skip_version_query {
+            self.replica.clock().stamp_above(Version::ZERO)
+        } else {
+            let floor = self.version_floor(&key, &replicas, read_quorum).await?;
+            self.replica.clock().stamp_above(floor)
+        };
+        let record = Record { version, value, expires_at_ms };
+        let confirmed = |answers: &[(NodeId, Held)]| count_holding(answers, version);
+        let gathered =
+            self.gather(&key, &replicas, Op::Write(record), |answers| confirmed(answers) >= write_quorum).await;
+        if gathered.answers.iter().any(|(_, held)| held.held_version().is_some_and(|held| held > version)) {
+            self.observer.write_met_newer();
+        }
+        let confirmed = confirmed(&gathered.answers);
+        if confirmed >= write_quorum {
+            return Ok(version);
+        }
+        let maybe_applied = confirmed > 0 || gathered.failures.iter().any(|(_, error)| error.may_have_applied());
+        if maybe_applied {
+            Err(CoordinatorError::OutcomeUnknown {
+                needed: write_quorum,
+                total: replicas.len(),
+                confirmed,
+                failures: Failures(gathered.failures),
+            })
+        } else {
+            Err(unavailable(write_quorum, replicas.len(), gathered))
+        }
+    }
+
+    /// Phase 1 of a write: the highest version (or watermark) among R replicas.
+    /// This is what orders a write after every write that completed before it.
+    async fn version_floor(&self, key: &Bytes, replicas: &[NodeId], read_quorum: usize) -> Result<Version, CoordinatorError> {
+        let gathered = self.gather(key, replicas, Op::Read { digest: true }, |answers| answers.len() >= read_quorum).await;
+        if gathered.answers.len() < read_quorum {
+            return Err(unavailable(read_quorum, replicas.len(), gathered));
+        }
+        Ok(gathered.answers.iter().map(|(_, held)| held.floor()).max().unwrap_or(Version::ZERO))
+    }
+
+    fn live_answer(&self, answers: &[(NodeId, Held)], candidate: Version) -> Option<Found> {
+        let now = self.replica.clock().wall_ms();
+        answers.iter().find_map(|(_, held)| match held {
+            Held::Live { version, value, expires_at_ms } if *version == candidate && now < *expires_at_ms => {
+                Some(Found { value: value.clone(), version: *version, expires_at_ms: *expires_at_ms })
+            }
+            _ => None,
+        })
+    }
+
+    /// Read repair, before answering: until W replicas hold the value read (or
+    /// something newer), a later read could still return an older one.
+    async fn write_back(
+        &self,
+        key: &Bytes,
+        replicas: &[NodeId],
+        answers: &[(NodeId, Held)],
+        found: &Found,
+        write_quorum: usize,
+    ) -> Result<(), CoordinatorError> {
+        let holders: Vec<&NodeId> = answers
+            .iter()
+            .filter(|(_, held)| held.held_version().is_some_and(|version| version >= found.version))
+            .map(|(node, _)| node)
+            .collect();
+        if holders.len() >= write_quorum {
+            return Ok(());
+        }
+        let lagging: Vec<NodeId> = replicas.iter().filter(|node| !holders.contains(node)).cloned().collect();
+        let record = Record { version: found.version, value: Some(found.value.clone()), expires_at_ms: found.expires_at_ms };
+        let needed = write_quorum - holders.len();
+        // Here a watermark at or above the version counts: a later read that meets
+        // that replica cannot vouch for anything older, which is all a read needs.
+        // (An acknowledged write needs holders: see `count_holding`.)
+        let confirmed = |answers: &[(NodeId, Held)]| count_at_or_above(answers, found.version);
+        let gathered = self.gather(key, &lagging, Op::Write(record), |answers| confirmed(answers) >= needed).await;
+        let repaired = confirmed(&gathered.answers);
+        if repaired > 0 {
+            self.observer.read_repaired();
+        }
+        if repaired >= needed {
+            return Ok(());
+        }
+        Err(CoordinatorError::QuorumUnavailable {
+            needed: write_quorum,
+            total: replicas.len(),
+            answered: holders.len() + repaired,
+            failures: Failures(gathered.failures),
+        })
+    }
+
+    /// Sends `op` to every target at once and collects answers until `enough`
+    /// says so or every target has answered, failed or timed out. Writes still
+    /// under way then are left to finish in the background (each is bounded by
+    /// RPC_TIMEOUT): "send to all N" must not depend on who answered first, or
+    /// a write would sit on exactly W replicas and need repair after any loss.
+    async fn gather(
+        &self,
+        key: &Bytes,
+        targets: &[NodeId],
+        op: Op,
+        enough: impl Fn(&[(NodeId, Held)]) -> bool,
+    ) -> Gathered {
+        let is_write = matches!(op, Op::Write(_));
+        let mut pending: FuturesUnordered<_> = targets.iter().map(|node| self.call(node, key, op.clone())).collect();
+        let mut gathered = Gathered::default();
+        while let Some((node, outcome)) = pending.next().await {
+            match outcome {
+                Ok(held) => gathered.answers.push((node, held)),
+                Err(error) => gathered.failures.push((node, error)),
+            }
+            if enough(&gathered.answers) {
+                break;
+            }
+        }
+        if is_write && !pending.is_empty() {
+            tokio::spawn(pending.for_each(|_| futures::future::ready(())));
+        }
+        gathered
+    }
+
+    /// One call to one replica: local calls go straight to the store.
+    fn call(&self, node: &NodeId, key: &Bytes, op: Op) -> BoxFuture<'static, (NodeId, Result<Held, PeerError>)> {
+        let node = node.clone();
+        if &node == self.replica.id() {
+            let held = match op {
+                Op::Read { digest } => self.replica.read_local(key, digest),
+                Op::Write(record) => self.replica.write_local(key.clone(), record),
+            };
+            return futures::future::ready((node, Ok(held))).boxed();
+        }
+        if let Err(error) = self.peers.gate(&node) {
+            return futures::future::ready((node, Err(error))).boxed();
+        }
+        let envelope = self.replica.envelope_to(&node);
+        let kind = match op {
+            Op::Read { .. } => PeerOp::Read,
+            Op::Write(_) => PeerOp::Write,
+        };
+        let request = match op {
+            Op::Read { digest } => self.transport.read(&node, ReadRequest { envelope, key: key.clone(), digest }),
+            Op::Write(record) => self.transport.write(&node, WriteRequest { envelope, key: key.clone(), record }),
+        };
+        let (clock, peers, timeout) = (self.replica.clock().clone(), self.peers.clone(), self.settings.rpc_timeout);
+        let observer = self.observer.clone();
+        async move {
+            let started = tokio::time::Instant::now();
+            let outcome = match tokio::time::timeout(timeout, request).await {
+                Err(_) => Err(PeerError::Timeout),
+                Ok(reply) => reply.and_then(|reply| {
+                    clock.receive(reply.clock).map(|()| reply.held).map_err(|clock| PeerError::ReplyClockAhead { clock })
+                }),
+            };
+            peers.record(&node, outcome.as_ref().map(|_| ()), clock.wall_ms());
+            observer.peer_call(&node, kind, started.elapsed(), outcome.as_ref().err());
+            (node, outcome)
+        }
+        .boxed()
+    }
+}
+
+enum ReadVerdict {
+    /// R answers vouch for this version being the newest.
+    Candidate(Version),
+    /// R answers hold nothing at all.
+    NoValue,
+}
+
+/// Decides a read from the answers so far, or `None` when more are needed.
+fn decide_read(answers: &[(NodeId, Held)], read_quorum: usize, ignore_watermarks: bool) -> Option<ReadVerdict> {
+    let Some(candidate) = answers.iter().filter_map(|(_, held)| held.held_version()).max() else {
+        return (answers.len() >= read_quorum).then_some(ReadVerdict::NoValue);
+    };
+    let vouchers = answers
+        .iter()
+        .filter(|(_, held)| ignore_watermarks || held.vouches_for(candidate))
+        .count();
+    (vouchers >= read_quorum).then_some(ReadVerdict::Candidate(candidate))
+}
+
+/// Replicas that hold `version` or newer, or forgot past it.
+fn count_at_or_above(answers: &[(NodeId, Held)], version: Version) -> usize {
+    answers.iter().filter(|(_, held)| held.floor() >= version).count()
+}
+
+/// Replicas that hold `version` or a newer one. A replica that answers with only
+/// a watermark above `version` (it forgot past it, or started less than
+/// MAX_CLOCK_SKEW ago) did not store the write: counting it would keep reads
+/// safe, but the write would then live on fewer than W replicas and vanish with
+/// the next one lost (a `docker stop` test found exactly that).
+fn count_holding(answers: &[(NodeId, Held)], version: Version) -> usize {
+    answers.iter().filter(|(_, held)| held.held_version().is_some_and(|held| held >= version)).count()
+}
+
+fn unavailable(needed: usize, total: usize, gathered: Gathered) -> CoordinatorError {
+    CoordinatorError::QuorumUnavailable {
+        needed,
+        total,
+        answered: gathered.answers.len(),
+        failures: Failures(gathered.failures),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,411 @@
+//! Coordinator tests over the in-memory transport: failures of one and two
+//! replicas, slow replicas, writes meeting newer versions, read repair,
+//! forgetting replicas, clock skew and concurrent writers.
+
+use super::*;
+use crate::clock::{Hlc, ManualClock, WallClock};
+use crate::peers::Peers;
+use crate::replica::ClusterParams;
+use crate::store::{Store, StoreLimits};
+use crate::transport::memory::{Fault, MemoryNetwork};
+use std::collections::HashMap;
+
+const START_MS: u64 = 1_700_000_000_000;
+const SKEW_MS: u64 = 500;
+const TIMEOUT: Duration = Duration::from_secs(1);
+const FOREVER: u64 = u64::MAX;
+
+struct Cluster {
+    net: MemoryNetwork,
+    names: Vec<NodeId>,
+    walls: HashMap<NodeId, Arc<ManualClock>>,
+    replicas: HashMap<NodeId, Arc<Replica>>,
+    ring: Ring,
+    settings: CoordinatorSettings,
+}
+
+fn settings() -> CoordinatorSettings {
+    CoordinatorSettings {
+        read_quorum: 0,
+        write_quorum: 0,
+        rpc_timeout: TIMEOUT,
+        unsafe_switches: UnsafeSwitches::default(),
+    }
+}
+
+impl Cluster {
+    fn new(size: usize) -> Self {
+        let names: Vec<NodeId> = (1..=size).map(|n| format!("node{n}")).collect();
+        let ring = Ring::new(&names, 16, 3);
+        let mut cluster = Self {
+            net: MemoryNetwork::new(),
+            names: names.clone(),
+            walls: HashMap::new(),
+            replicas: HashMap::new(),
+            ring,
+            settings: settings(),
+        };
+        for name in &names {
+            cluster.walls.insert(name.clone(), ManualClock::new(START_MS));
+            cluster.start(name);
+        }
+        // Past the watermark of the first start, as a cluster is once it runs.
+        cluster.advance_all(SKEW_MS + 1);
+        cluster
+    }
+
+    fn params(&self) -> ClusterParams {
+        ClusterParams {
+            replication_factor: 3,
+            vnodes: 16,
+            hash: crate::ring::HASH_NAME.into(),
+            members_hash: self.ring.members_hash(),
+        }
+    }
+
+    /// Starts (or restarts, with an empty store) a node.
+    fn start(&mut self, name: &str) {
+        let wall: Arc<dyn WallClock> = self.walls[name].clone();
+        let clock = Arc::new(Hlc::new(wall.clone(), crate::ring::node_number(name), SKEW_MS));
+        let limits = StoreLimits { num_shards: 4, max_entries: 1_000, max_bytes: 1 << 24 };
+        let store = Arc::new(Store::new(limits, wall.clone(), crate::clock::restart_watermark(wall.now_ms(), SKEW_MS)));
+        let replica = Arc::new(Replica::new(name.into(), self.params(), store, clock));
+        self.net.attach(replica.clone());
+        self.replicas.insert(name.into(), replica);
+    }
+
+    fn coordinator(&self, name: &str) -> Coordinator {
+        self.coordinator_with(name, self.settings)
+    }
+
+    fn coordinator_with(&self, name: &str, settings: CoordinatorSettings) -> Coordinator {
+        let others = self.names.iter().filter(|other| *other != name).cloned();
+        let peers = Arc::new(Peers::new(others, slog::Logger::root(slog::Discard, slog::o!())));
+        Coordinator::new(self.replicas[name].clone(), self.ring.clone(), Arc::new(self.net.clone()), peers, settings)
+    }
+
+    fn held(&self, name: &str, key: &str) -> Held {
+        self.replicas[name].store().read(key.as_bytes())
+    }
+
+    fn advance_all(&self, by_ms: u64) {
+        self.walls.values().for_each(|wall| wall.advance(by_ms));
+    }
+}
+
+fn key() -> Bytes {
+    Bytes::from_static(b"k")
+}
+
+fn value(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+async fn get_value(coordinator: &Coordinator) -> Option<Bytes> {
+    coordinator.get(key()).await.unwrap().map(|found| found.value)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_through_one_node_is_read_through_every_node() {
+    let cluster = Cluster::new(3);
+    let version = cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap();
+    for name in ["node1", "node2", "node3"] {
+        let found = cluster.coordinator(name).get(key()).await.unwrap().unwrap();
+        assert_eq!((found.value, found.version), (value("v"), version), "via {name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_replica_down_sets_and_gets_still_succeed() {
+    let cluster = Cluster::new(3);
+    cluster.net.set_fault("node3", Fault::Down);
+    cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap();
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("v")));
+    assert!(matches!(cluster.held("node3", "k"), Held::Nothing { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_replicas_down_fails_fast_with_counts_and_changes_nothing() {
+    let cluster = Cluster::new(3);
+    cluster.net.set_fault("node2", Fault::Down);
+    cluster.net.set_fault("node3", Fault::Down);
+    let started = tokio::time::Instant::now();
+    let error = cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap_err();
+    assert!(started.elapsed() < TIMEOUT, "connection refused must not wait for the timeout");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("2 of 3 replicas needed, 1 answered (node2: connection refused; node3: connection refused)")
+            || message.starts_with("2 of 3 replicas needed, 1 answered (node3: connection refused; node2: connection refused)"),
+        "{message}"
+    );
+    assert!(matches!(error, CoordinatorError::QuorumUnavailable { .. }));
+    assert!(matches!(cluster.held("node1", "k"), Held::Nothing { .. }), "phase 1 failed: nothing written");
+    let read_error = cluster.coordinator("node1").get(key()).await.unwrap_err();
+    assert!(read_error.to_string().starts_with("2 of 3 replicas needed, 1 answered"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unreachable_replicas_fail_after_the_rpc_timeout_and_say_timeout() {
+    let cluster = Cluster::new(3);
+    cluster.net.set_fault("node2", Fault::Blackhole);
+    cluster.net.set_fault("node3", Fault::Blackhole);
+    let started = tokio::time::Instant::now();
+    let error = cluster.coordinator("node1").get(key()).await.unwrap_err();
+    assert_eq!(started.elapsed(), TIMEOUT);
+    assert!(error.to_string().contains("node2: timeout"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_replica_is_not_waited_for_beyond_the_quorum() {
+    let mut cluster = Cluster::new(3);
+    cluster.settings.rpc_timeout = Duration::from_secs(60);
+    cluster.net.set_fault("node3", Fault::Slow(Duration::from_secs(10)));
+    let coordinator = cluster.coordinator("node1");
+    let started = tokio::time::Instant::now();
+    coordinator.set(key(), value("v"), FOREVER).await.unwrap();
+    assert_eq!(get_value(&coordinator).await, Some(value("v")));
+    assert!(started.elapsed() < Duration::from_secs(10), "waited for the slow replica: {:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_meets_newer_versions_is_acknowledged_once_and_never_resent() {
+    let cluster = Cluster::new(3);
+    // node2 and node3 already hold a version from further ahead in time; with the
+    // version query skipped, the coordinator's own version is below it.
+    let newer = Version { at: crate::clock::Timestamp { physical_ms: START_MS + 900, logical: 0 }, node: 9 };
+    for name in ["node2", "node3"] {
+        let record = Record { version: newer, value: Some(value("newer")), expires_at_ms: FOREVER };
+        cluster.replicas[name].store().apply(key(), record);
+    }
+    let unsafe_switches = UnsafeSwitches { skip_version_query: true, ..Default::default() };
+    let coordinator = cluster.coordinator_with("node1", CoordinatorSettings { unsafe_switches, ..settings() });
+    let version = coordinator.set(key(), value("older"), FOREVER).await.unwrap();
+    assert!(version < newer);
+    assert_eq!(cluster.net.received("node2").1, 1, "exactly one write per replica");
+    assert_eq!(cluster.net.received("node3").1, 1, "exactly one write per replica");
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("newer")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn phase_one_orders_a_write_above_versions_from_a_faster_clock() {
+    let cluster = Cluster::new(3);
+    cluster.walls["node3"].advance(SKEW_MS - 200);
+    cluster.coordinator("node3").set(key(), value("from the fast clock"), FOREVER).await.unwrap();
+    cluster.coordinator("node1").set(key(), value("later"), FOREVER).await.unwrap();
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("later")));
+}
+
+/// node1 and node3 hold v2, node2 holds v1; node1 is down.
+async fn disagreeing_replicas(cluster: &Cluster) {
+    cluster.net.set_fault("node3", Fault::Down);
+    cluster.coordinator("node1").set(key(), value("v1"), FOREVER).await.unwrap();
+    cluster.net.set_fault("node3", Fault::None);
+    cluster.net.set_fault("node2", Fault::Down);
+    let writer = cluster.coordinator("node1");
+    writer.set(key(), value("v2"), FOREVER).await.unwrap();
+    cluster.net.set_fault("node2", Fault::None);
+    cluster.net.set_fault("node1", Fault::Down);
+    assert!(matches!(cluster.held("node2", "k"), Held::Live { value, .. } if value == "v1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_repair_writes_the_winner_back_before_answering() {
+    let cluster = Cluster::new(3);
+    disagreeing_replicas(&cluster).await;
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("v2")));
+    assert!(
+        matches!(cluster.held("node2", "k"), Held::Live { value, .. } if value == "v2"),
+        "the lagging replica was repaired"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_read_repair_the_lagging_replica_stays_behind() {
+    let cluster = Cluster::new(3);
+    disagreeing_replicas(&cluster).await;
+    let unsafe_switches = UnsafeSwitches { skip_read_repair: true, ..Default::default() };
+    let coordinator = cluster.coordinator_with("node2", CoordinatorSettings { unsafe_switches, ..settings() });
+    assert_eq!(get_value(&coordinator).await, Some(value("v2")));
+    assert!(matches!(cluster.held("node2", "k"), Held::Live { value, .. } if value == "v1"));
+}
+
+/// node3 holds v1; node1 holds v2; node2 held v2 but restarted empty.
+async fn a_replica_forgot_the_newest(cluster: &mut Cluster) {
+    cluster.coordinator("node1").set(key(), value("v1"), FOREVER).await.unwrap();
+    cluster.net.set_fault("node3", Fault::Down);
+    cluster.coordinator("node1").set(key(), value("v2"), FOREVER).await.unwrap();
+    cluster.net.set_fault("node3", Fault::None);
+    cluster.start("node2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_replica_does_not_vouch_for_an_older_version() {
+    let mut cluster = Cluster::new(3);
+    a_replica_forgot_the_newest(&mut cluster).await;
+    cluster.net.set_fault("node1", Fault::Down);
+    assert_eq!(get_value(&cluster.coordinator("node3")).await, None, "a miss, never the older v1");
+    cluster.net.set_fault("node1", Fault::None);
+    let coordinator = cluster.coordinator("node3");
+    assert_eq!(get_value(&coordinator).await, Some(value("v2")), "with node1 back, the newest value");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ignoring_watermarks_returns_the_stale_value() {
+    let mut cluster = Cluster::new(3);
+    a_replica_forgot_the_newest(&mut cluster).await;
+    cluster.net.set_fault("node1", Fault::Down);
+    let unsafe_switches = UnsafeSwitches { ignore_watermarks: true, ..Default::default() };
+    let coordinator = cluster.coordinator_with("node3", CoordinatorSettings { unsafe_switches, ..settings() });
+    assert_eq!(get_value(&coordinator).await, Some(value("v1")), "the unsafe switch must break the promise");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_evicting_replica_does_not_vouch_for_an_older_version() {
+    let cluster = Cluster::new(3);
+    cluster.coordinator("node1").set(key(), value("v1"), FOREVER).await.unwrap();
+    cluster.net.set_fault("node3", Fault::Down);
+    cluster.coordinator("node1").set(key(), value("v2"), FOREVER).await.unwrap();
+    cluster.net.set_fault("node3", Fault::None);
+    // node2 evicts everything (as memory pressure would): its watermark passes v2.
+    let v2 = cluster.held("node1", "k").floor();
+    cluster.replicas["node2"].store().forget_all(v2);
+    cluster.net.set_fault("node1", Fault::Down);
+    assert_eq!(get_value(&cluster.coordinator("node3")).await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clock_beyond_the_skew_bound_is_refused_and_nothing_changes() {
+    let cluster = Cluster::new(3);
+    cluster.walls["node3"].advance(SKEW_MS + 500);
+    let error = cluster.coordinator("node3").set(key(), value("v"), FOREVER).await.unwrap_err();
+    assert!(error.to_string().contains("MAX_CLOCK_SKEW"), "{error}");
+    for name in ["node1", "node2"] {
+        assert!(matches!(cluster.held(name, "k"), Held::Nothing { .. }), "{name} changed");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletes_and_expiry_replicate_as_misses() {
+    let cluster = Cluster::new(3);
+    let coordinator = cluster.coordinator("node1");
+    coordinator.set(key(), value("v"), START_MS + 1_000).await.unwrap();
+    coordinator.delete(key()).await.unwrap();
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, None);
+    assert!(matches!(cluster.held("node3", "k"), Held::Dead { .. }), "the tombstone replicated");
+    coordinator.set(key(), value("again"), START_MS + 1_000).await.unwrap();
+    assert_eq!(get_value(&cluster.coordinator("node3")).await, Some(value("again")));
+    cluster.advance_all(1_000);
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, None, "expired everywhere at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_outcome_is_reported_when_replies_are_lost() {
+    let cluster = Cluster::new(3);
+    cluster.coordinator("node1").get(key()).await.unwrap();
+    cluster.net.set_fault("node2", Fault::DropReplies);
+    cluster.net.set_fault("node3", Fault::DropReplies);
+    let unsafe_switches = UnsafeSwitches { skip_version_query: true, ..Default::default() };
+    let coordinator = cluster.coordinator_with("node1", CoordinatorSettings { unsafe_switches, ..settings() });
+    let error = coordinator.set(key(), value("v"), FOREVER).await.unwrap_err();
+    assert!(matches!(error, CoordinatorError::OutcomeUnknown { confirmed: 1, .. }), "{error}");
+    assert!(error.to_string().starts_with("write outcome unknown"));
+    assert!(matches!(cluster.held("node2", "k"), Held::Live { .. }), "it did reach node2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_writers_on_one_key_converge_on_the_newest_acknowledged_version() {
+    let cluster = Cluster::new(3);
+    let coordinators: Vec<Coordinator> = cluster.names.iter().map(|name| cluster.coordinator(name)).collect();
+    let writes = coordinators.iter().enumerate().flat_map(|(writer, coordinator)| {
+        (0..20).map(move |n| coordinator.set(key(), value(&format!("{writer}-{n}")), FOREVER))
+    });
+    let versions: Vec<Version> = futures::future::join_all(writes).await.into_iter().map(Result::unwrap).collect();
+    let mut unique = versions.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), versions.len(), "every write has its own version");
+    let newest = *unique.last().unwrap();
+    for coordinator in &coordinators {
+        assert_eq!(coordinator.get(key()).await.unwrap().unwrap().version, newest);
+    }
+    for name in &cluster.names {
+        assert_eq!(cluster.held(name, "k").floor(), newest, "{name} converged");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_with_other_parameters_is_refused() {
+    let mut cluster = Cluster::new(3);
+    let odd = Arc::new(Replica::new(
+        "node3".into(),
+        ClusterParams { vnodes: 99, ..cluster.params() },
+        cluster.replicas["node3"].store().clone(),
+        cluster.replicas["node3"].clock().clone(),
+    ));
+    cluster.net.attach(odd.clone());
+    cluster.replicas.insert("node3".into(), odd);
+    cluster.net.set_fault("node2", Fault::Down);
+    let error = cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap_err();
+    assert!(error.to_string().contains("VNODES=99"), "{error}");
+}
+
+/// node3 has just restarted: its watermark (its clock + MAX_CLOCK_SKEW) is above
+/// the version node1 stamps, so it cannot store the write and answers with the
+/// watermark alone. That answer must not count toward W, or the write would be
+/// acknowledged while held by node1 only, and lost when node1 goes.
+#[tokio::test(start_paused = true)]
+async fn a_watermark_answer_does_not_count_as_holding_the_write() {
+    let mut cluster = Cluster::new(3);
+    // R = 1: phase 1 is answered by node1 alone, so the version is not lifted
+    // above node3's restart watermark (with majorities the same happens when the
+    // restarted node is not among the first R to answer).
+    cluster.settings = CoordinatorSettings { read_quorum: 1, write_quorum: 2, ..settings() };
+    cluster.start("node3");
+    cluster.net.set_fault("node2", Fault::Slow(Duration::from_millis(300)));
+    let started = tokio::time::Instant::now();
+    let version = cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap();
+    assert!(
+        matches!(cluster.held("node3", "k"), Held::Nothing { watermark } if watermark > version),
+        "the scenario needs node3 unable to store the write"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300), "acknowledged before a second replica held it");
+    assert!(matches!(cluster.held("node2", "k"), Held::Live { version: held, .. } if held == version));
+    cluster.net.set_fault("node2", Fault::None);
+    cluster.net.set_fault("node1", Fault::Down);
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("v")), "lost with node1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_still_under_way_at_the_quorum_reach_the_slow_replica() {
+    let cluster = Cluster::new(3);
+    cluster.net.set_fault("node3", Fault::Slow(Duration::from_millis(200)));
+    let version = cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap();
+    assert!(matches!(cluster.held("node3", "k"), Held::Nothing { .. }), "answered before the slow replica");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        matches!(cluster.held("node3", "k"), Held::Live { version: held, .. } if held == version),
+        "the write to the slow replica was cancelled instead of finishing"
+    );
+}
+
+/// What the handshake's watermark is for: with majorities, node1 asks node1 and
+/// node2 in phase 1, never hearing of node3's fresh restart watermark; once node1
+/// has handshaken node3, its writes are stamped above it and node3 stores them.
+#[tokio::test(start_paused = true)]
+async fn after_a_handshake_writes_are_stamped_above_a_restarted_peers_watermark() {
+    let mut cluster = Cluster::new(3);
+    cluster.start("node3");
+    cluster.net.set_fault("node3", Fault::Slow(Duration::from_millis(100)));
+    let before = cluster.coordinator("node1").set(key(), value("before"), FOREVER).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        matches!(cluster.held("node3", "k"), Held::Nothing { watermark } if watermark > before),
+        "the scenario needs a write below node3's restart watermark"
+    );
+    let node1 = cluster.replicas["node1"].clone();
+    let (state, _) = crate::peers::handshake_once(&node1, &cluster.net, &"node3".to_string(), TIMEOUT).await;
+    assert_eq!(state, crate::peers::PeerState::Up);
+    let after = cluster.coordinator("node1").set(key(), value("after"), FOREVER).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(matches!(cluster.held("node3", "k"), Held::Live { version, .. } if version == after));
+}

@@ -1,0 +1,154 @@
+//! The gRPC implementation of `Transport`: one lazily connected, automatically
+//! reconnecting channel per peer, reused by every call.
+//!
+//! Owns: dialling peers, HTTP/2 keep-alive (to notice dead connections), and
+//! classifying failures: refused connections and unreachable hosts (nothing was
+//! sent), lost connections and timeouts (a write may have been applied), and a
+//! peer's refusals.
+//! Does not own: timeouts per operation and retries (`coordinator`, `peers`).
+
+use super::status::REFUSAL_KEY;
+use crate::peer_pb::peer_service_client::PeerServiceClient;
+use crate::peer_pb::{self, HandshakeRequest};
+use crate::replica::{Envelope, Introduction, Reply};
+use crate::ring::NodeId;
+use crate::store::Held;
+use crate::transport::{PeerError, ReadRequest, RefusalKind, Transport, WriteRequest};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+pub struct GrpcTransport {
+    clients: HashMap<NodeId, PeerServiceClient<Channel>>,
+}
+
+impl GrpcTransport {
+    /// Channels to `peers`; nothing is dialled until the first call. With
+    /// `source`, calls leave from that local address.
+    pub fn new(
+        peers: &[NodeId],
+        source: Option<IpAddr>,
+        rpc_timeout: Duration,
+        max_message_size: usize,
+    ) -> Result<Self, String> {
+        let mut clients = HashMap::new();
+        for peer in peers {
+            let endpoint = Endpoint::from_shared(format!("http://{peer}"))
+                .map_err(|error| format!("PEERS entry {peer:?} is not a usable address: {error}"))?
+                .connect_timeout(rpc_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(rpc_timeout)
+                .keep_alive_while_idle(true)
+                .local_address(source);
+            let client = PeerServiceClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(max_message_size)
+                .max_encoding_message_size(max_message_size);
+            clients.insert(peer.clone(), client);
+        }
+        Ok(Self { clients })
+    }
+
+    fn client(&self, to: &NodeId) -> Result<PeerServiceClient<Channel>, PeerError> {
+        self.clients
+            .get(to)
+            .cloned()
+            .ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn read(&self, to: &NodeId, request: ReadRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
+        let client = self.client(to);
+        async move {
+            let message = peer_pb::ReadRequest {
+                envelope: Some(request.envelope.into()),
+                key: request.key,
+                digest: request.digest,
+            };
+            let response = client?.read(message).await.map_err(classify)?.into_inner();
+            reply(response.clock, response.held)
+        }
+        .boxed()
+    }
+
+    fn write(&self, to: &NodeId, request: WriteRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
+        let client = self.client(to);
+        async move {
+            let message = peer_pb::WriteRequest {
+                envelope: Some(request.envelope.into()),
+                key: request.key,
+                version: Some(request.record.version.into()),
+                value: request.record.value,
+                expires_at_ms: request.record.expires_at_ms,
+            };
+            let response = client?.write(message).await.map_err(classify)?.into_inner();
+            reply(response.clock, response.held)
+        }
+        .boxed()
+    }
+
+    fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>> {
+        let client = self.client(to);
+        async move {
+            let request = HandshakeRequest { envelope: Some(envelope.into()) };
+            let response = client?.handshake(request).await.map_err(classify)?.into_inner();
+            Introduction::try_from(response).map_err(|error| PeerError::BadAnswer { reason: error.to_string() })
+        }
+        .boxed()
+    }
+}
+
+fn reply(clock: Option<peer_pb::Timestamp>, held: Option<peer_pb::Held>) -> Result<Reply, PeerError> {
+    let bad = |error: crate::limits::InputError| PeerError::BadAnswer { reason: error.to_string() };
+    let clock = super::convert::required(clock, "clock").map_err(bad)?.into();
+    let held = Held::try_from(held).map_err(bad)?;
+    Ok(Reply { clock, held })
+}
+
+/// Sorts a failed call into what the coordinator needs to know.
+fn classify(status: Status) -> PeerError {
+    match status.code() {
+        Code::FailedPrecondition => {
+            let kind = match status.metadata().get(REFUSAL_KEY).and_then(|kind| kind.to_str().ok()) {
+                Some("clock-ahead") => RefusalKind::ClockAhead,
+                _ => RefusalKind::Mismatch,
+            };
+            PeerError::Refused { kind, reason: status.message().to_string() }
+        }
+        Code::DeadlineExceeded => PeerError::Timeout,
+        Code::Unavailable | Code::Unknown | Code::Cancelled => connection_failure(&status),
+        _ => PeerError::Remote { reason: format!("{:?}: {}", status.code(), status.message()) },
+    }
+}
+
+/// Whether the connection failed before the request left (nothing applied) or
+/// after (maybe applied), judged from the error chain.
+fn connection_failure(status: &Status) -> PeerError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    let mut chain = vec![status.message().to_string()];
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return PeerError::ConnectionRefused;
+        }
+        chain.push(error.to_string());
+        source = error.source();
+    }
+    let text = chain.join(": ");
+    let before_sending = ["tcp connect error", "dns error", "failed to lookup", "No route to host", "timed out"];
+    if before_sending.iter().any(|marker| text.contains(marker)) {
+        PeerError::Unreachable { reason: short(&text) }
+    } else {
+        PeerError::ConnectionLost { reason: short(&text) }
+    }
+}
+
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
+}

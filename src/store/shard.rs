@@ -1,0 +1,201 @@
+//! One shard of the store: a map from key to record, bounded in entries and bytes,
+//! with approximate-LRU eviction and the shard's "forgotten" watermark.
+//!
+//! Owns: the replica rule (apply a write only if newer than what is held, or,
+//! when nothing is held, newer than the watermark), eviction, expiry sweeping,
+//! and raising the watermark for every entry it drops.
+//! Does not own: locking (the store wraps each shard in a mutex) or time (the
+//! caller passes `now_ms`).
+//!
+//! Written by hand rather than on a cache crate: which entry may be dropped, and
+//! that every drop raises the watermark under the same lock as the write, is what
+//! makes reads safe, so it stays in code we can reason about line by line.
+
+use super::record::{Held, Record};
+use crate::clock::{Millis, Version};
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+/// Memory charged per entry beyond its key and value (map slot, record, counters).
+pub const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// How many entries eviction samples; it drops the least recently used of them
+/// (Redis's approximated LRU; 5 samples is Redis's default).
+const EVICTION_SAMPLES: usize = 5;
+
+struct Entry {
+    record: Record,
+    last_used: u64,
+}
+
+/// Why an entry left the shard, for counters and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub evicted: u64,
+    pub expired: u64,
+}
+
+pub struct Shard {
+    entries: IndexMap<Bytes, Entry>,
+    watermark: Version,
+    max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
+    use_counter: u64,
+    rng: u64,
+}
+
+impl Shard {
+    pub fn new(max_entries: usize, max_bytes: usize, watermark: Version, seed: u64) -> Self {
+        Self {
+            entries: IndexMap::new(),
+            watermark,
+            max_entries: max_entries.max(1),
+            max_bytes: max_bytes.max(1),
+            bytes: 0,
+            use_counter: 0,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn watermark(&self) -> Version {
+        self.watermark
+    }
+
+    /// What this replica holds for `key` at `now_ms`.
+    pub fn read(&mut self, key: &[u8], now_ms: Millis) -> Held {
+        let last_used = self.next_use();
+        match self.entries.get_mut(key) {
+            Some(entry) => {
+                entry.last_used = last_used;
+                held(&entry.record, now_ms)
+            }
+            None => Held::Nothing { watermark: self.watermark },
+        }
+    }
+
+    /// Applies `record` if it is newer than what the shard holds (or may have
+    /// forgotten), and answers with what the shard holds afterwards. The second
+    /// value counts entries evicted to make room.
+    pub fn apply(&mut self, key: Bytes, record: Record, now_ms: Millis) -> (Held, Dropped) {
+        let last_used = self.next_use();
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if record.version > entry.record.version {
+                self.bytes = self.bytes - weight(&key, &entry.record) + weight(&key, &record);
+                entry.record = record;
+            }
+            entry.last_used = last_used;
+            let answer = held(&entry.record, now_ms);
+            let dropped = self.evict_over_budget(&key);
+            return (answer, dropped);
+        }
+        if record.version <= self.watermark {
+            return (Held::Nothing { watermark: self.watermark }, Dropped::default());
+        }
+        self.bytes += weight(&key, &record);
+        let answer = held(&record, now_ms);
+        self.entries.insert(key.clone(), Entry { record, last_used });
+        let dropped = self.evict_over_budget(&key);
+        (answer, dropped)
+    }
+
+    /// Drops every entry whose expiry has passed (values and tombstones alike),
+    /// folding their versions into the watermark.
+    pub fn sweep_expired(&mut self, now_ms: Millis) -> u64 {
+        let mut expired = Vec::new();
+        for (index, (_, entry)) in self.entries.iter().enumerate() {
+            if entry.record.expires_at_ms <= now_ms {
+                expired.push(index);
+            }
+        }
+        // Highest index first so that swap_remove does not move a pending one.
+        for &index in expired.iter().rev() {
+            self.forget(index);
+        }
+        expired.len() as u64
+    }
+
+    /// Forgets everything, as a restart does, raising the watermark to `floor`.
+    pub fn clear(&mut self, floor: Version) {
+        while !self.entries.is_empty() {
+            self.forget(self.entries.len() - 1);
+        }
+        self.watermark = self.watermark.max(floor);
+    }
+
+    fn evict_over_budget(&mut self, keep: &[u8]) -> Dropped {
+        let mut dropped = Dropped::default();
+        while (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
+            && self.entries.len() > 1
+        {
+            let Some(victim) = self.least_recently_used_sample(keep) else { break };
+            self.forget(victim);
+            dropped.evicted += 1;
+        }
+        dropped
+    }
+
+    fn least_recently_used_sample(&mut self, keep: &[u8]) -> Option<usize> {
+        let len = self.entries.len();
+        let mut victim: Option<(usize, u64)> = None;
+        for _ in 0..EVICTION_SAMPLES.min(len) {
+            let index = (self.next_random() % len as u64) as usize;
+            let (key, entry) = self.entries.get_index(index)?;
+            if key.as_ref() == keep {
+                continue;
+            }
+            if victim.is_none_or(|(_, used)| entry.last_used < used) {
+                victim = Some((index, entry.last_used));
+            }
+        }
+        victim.map(|(index, _)| index).or_else(|| {
+            // Every sample hit the protected key: take any other entry.
+            (0..len).find(|&index| self.entries.get_index(index).is_some_and(|(k, _)| k.as_ref() != keep))
+        })
+    }
+
+    fn forget(&mut self, index: usize) {
+        if let Some((key, entry)) = self.entries.swap_remove_index(index) {
+            self.bytes -= weight(&key, &entry.record);
+            self.watermark = self.watermark.max(entry.record.version);
+        }
+    }
+
+    fn next_use(&mut self) -> u64 {
+        self.use_counter += 1;
+        self.use_counter
+    }
+
+    /// xorshift64: cheap, and seeded per shard so runs are reproducible.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+fn held(record: &Record, now_ms: Millis) -> Held {
+    match &record.value {
+        Some(value) if record.is_live_at(now_ms) => Held::Live {
+            version: record.version,
+            value: value.clone(),
+            expires_at_ms: record.expires_at_ms,
+        },
+        _ => Held::Dead { version: record.version },
+    }
+}
+
+fn weight(key: &[u8], record: &Record) -> usize {
+    key.len() + record.value.as_ref().map_or(0, |value| value.len()) + ENTRY_OVERHEAD_BYTES
+}

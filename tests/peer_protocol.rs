@@ -1,0 +1,111 @@
+//! The node-to-node protocol of a real node, fed bad messages: each gets a
+//! precise status and changes nothing; a good message is the positive control.
+
+mod support;
+
+use quorum_cache::peer_pb::peer_service_client::PeerServiceClient;
+use quorum_cache::peer_pb::{self, ClusterParams, Envelope, ReadRequest, Timestamp, Version, WriteRequest, held};
+use quorum_cache::ring::{HASH_NAME, Ring};
+use std::time::{SystemTime, UNIX_EPOCH};
+use support::{Node, free_port};
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+struct Target {
+    node: Node,
+    client: PeerServiceClient<Channel>,
+}
+
+impl Target {
+    async fn start() -> Target {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let node = Node::spawn(&[("ADDR", &addr), ("MAX_KEY_SIZE", "8"), ("MAX_VALUE_SIZE", "16")]);
+        node.wait_serving().await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.endpoint())).unwrap().connect_lazy();
+        Target { node, client: PeerServiceClient::new(channel) }
+    }
+
+    fn envelope(&self) -> Envelope {
+        let ring = Ring::new(std::slice::from_ref(&self.node.addr), 128, 3);
+        Envelope {
+            from: "tester:1".into(),
+            to: self.node.addr.clone(),
+            clock: Some(Timestamp { physical_ms: now_ms(), logical: 0 }),
+            params: Some(ClusterParams { replication_factor: 3, vnodes: 128, hash: HASH_NAME.into(), members_hash: ring.members_hash() }),
+        }
+    }
+
+    fn write(&self, key: &str, value: &str) -> WriteRequest {
+        WriteRequest {
+            envelope: Some(self.envelope()),
+            key: key.as_bytes().to_vec().into(),
+            version: Some(Version { physical_ms: now_ms(), logical: 0, node: 1 }),
+            value: Some(value.as_bytes().to_vec().into()),
+            expires_at_ms: now_ms() + 60_000,
+        }
+    }
+
+    async fn held(&mut self, key: &str) -> held::State {
+        let request = ReadRequest { envelope: Some(self.envelope()), key: key.as_bytes().to_vec().into(), digest: false };
+        self.client.read(request).await.unwrap().into_inner().held.unwrap().state.unwrap()
+    }
+
+    async fn holds(&mut self, key: &str) -> bool {
+        matches!(self.held(key).await, held::State::Live(_))
+    }
+}
+
+fn expect(outcome: Result<tonic::Response<peer_pb::WriteResponse>, tonic::Status>, code: Code, message: &str) -> tonic::Status {
+    let status = outcome.expect_err("a bad message was accepted");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(message), "expected {message:?} in {:?}", status.message());
+    status
+}
+
+#[tokio::test]
+async fn bad_peer_messages_are_refused_precisely_and_change_nothing() {
+    let mut target = Target::start().await;
+    let mut client = target.client.clone();
+
+    let no_envelope = WriteRequest { envelope: None, ..target.write("k", "v") };
+    expect(client.write(no_envelope).await, Code::InvalidArgument, "envelope is missing");
+    let no_clock = WriteRequest { envelope: Some(Envelope { clock: None, ..target.envelope() }), ..target.write("k", "v") };
+    expect(client.write(no_clock).await, Code::InvalidArgument, "envelope.clock is missing");
+    expect(client.write(target.write("", "v")).await, Code::InvalidArgument, "key must not be empty");
+    expect(client.write(target.write("123456789", "v")).await, Code::InvalidArgument, "MAX_KEY_SIZE (8 bytes)");
+    expect(client.write(target.write("k", "12345678901234567")).await, Code::ResourceExhausted, "MAX_VALUE_SIZE");
+    let no_version = WriteRequest { version: None, ..target.write("k", "v") };
+    expect(client.write(no_version).await, Code::InvalidArgument, "version is missing");
+
+    let misnamed = WriteRequest { envelope: Some(Envelope { to: "elsewhere:8080".into(), ..target.envelope() }), ..target.write("k", "v") };
+    let status = expect(client.write(misnamed).await, Code::FailedPrecondition, "called this node \"elsewhere:8080\"");
+    assert!(status.message().contains(&target.node.addr));
+    let mut params = target.envelope().params.unwrap();
+    params.vnodes = 7;
+    let mismatched = WriteRequest { envelope: Some(Envelope { params: Some(params), ..target.envelope() }), ..target.write("k", "v") };
+    expect(client.write(mismatched).await, Code::FailedPrecondition, "VNODES=7");
+    let future = Envelope { clock: Some(Timestamp { physical_ms: now_ms() + 60_000, logical: 0 }), ..target.envelope() };
+    let ahead = WriteRequest { envelope: Some(future), ..target.write("k", "v") };
+    let status = expect(client.write(ahead).await, Code::FailedPrecondition, "MAX_CLOCK_SKEW");
+    assert_eq!(status.metadata().get("qc-refusal").unwrap(), "clock-ahead");
+
+    let no_key_read = ReadRequest { envelope: Some(target.envelope()), key: Vec::new().into(), digest: true };
+    let status = client.read(no_key_read).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    assert!(!target.holds("k").await, "a refused message changed the store");
+    // As a coordinator does: learn the replica's watermark, write above it.
+    let held::State::Nothing(nothing) = target.held("k").await else { panic!("k must be absent") };
+    let watermark = nothing.watermark.unwrap();
+    let above = Version { logical: watermark.logical + 1, ..watermark };
+    client.write(WriteRequest { version: Some(above), ..target.write("k", "v") }).await.expect("a good message is applied");
+    assert!(target.holds("k").await, "the positive control");
+    let log = target.node.log();
+    let line = log.lines().find(|line| line.contains("refused a peer message") && line.contains("MAX_CLOCK_SKEW"));
+    let line = line.expect("the clock refusal is logged");
+    assert!(line.contains("ahead of local clock"), "both clocks are named: {line}");
+}
