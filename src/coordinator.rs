@@ -25,6 +25,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest a gather waits on its first targets before asking the rest.
+const MAX_HEDGE_DELAY: Duration = Duration::from_millis(100);
+
 /// How long a delete's tombstone is kept before it folds into the watermark.
 pub const TOMBSTONE_LIFETIME_MS: Millis = 60_000;
 
@@ -180,7 +183,7 @@ impl Coordinator {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let ignore_watermarks = self.settings.unsafe_switches.ignore_watermarks;
         let decide = |answers: &[(NodeId, Held)]| decide_read(answers, read_quorum, ignore_watermarks);
-        let gathered = self.gather(&key, &replicas, Op::Read { digest: false }, |answers| decide(answers).is_some()).await;
+        let gathered = self.gather(&key, &replicas, Op::Read { digest: false }, read_quorum, |answers| decide(answers).is_some()).await;
         let candidate = match decide(&gathered.answers) {
             Some(ReadVerdict::Candidate(version)) => version,
             Some(ReadVerdict::NoValue) => return Ok(None),
@@ -218,7 +221,7 @@ impl Coordinator {
         let record = Record { version, value, expires_at_ms };
         let confirmed = |answers: &[(NodeId, Held)]| count_holding(answers, version);
         let gathered =
-            self.gather(&key, &replicas, Op::Write(record), |answers| confirmed(answers) >= write_quorum).await;
+            self.gather(&key, &replicas, Op::Write(record), replicas.len(), |answers| confirmed(answers) >= write_quorum).await;
         if gathered.answers.iter().any(|(_, held)| held.held_version().is_some_and(|held| held > version)) {
             self.observer.write_met_newer();
         }
@@ -242,7 +245,7 @@ impl Coordinator {
     /// Phase 1 of a write: the highest version (or watermark) among R replicas.
     /// This is what orders a write after every write that completed before it.
     async fn version_floor(&self, key: &Bytes, replicas: &[NodeId], read_quorum: usize) -> Result<Version, CoordinatorError> {
-        let gathered = self.gather(key, replicas, Op::Read { digest: true }, |answers| answers.len() >= read_quorum).await;
+        let gathered = self.gather(key, replicas, Op::Read { digest: true }, read_quorum, |answers| answers.len() >= read_quorum).await;
         if gathered.answers.len() < read_quorum {
             return Err(unavailable(read_quorum, replicas.len(), gathered));
         }
@@ -284,7 +287,7 @@ impl Coordinator {
         // that replica cannot vouch for anything older, which is all a read needs.
         // (An acknowledged write needs holders: see `count_holding`.)
         let confirmed = |answers: &[(NodeId, Held)]| count_at_or_above(answers, found.version);
-        let gathered = self.gather(key, &lagging, Op::Write(record), |answers| confirmed(answers) >= needed).await;
+        let gathered = self.gather(key, &lagging, Op::Write(record), lagging.len(), |answers| confirmed(answers) >= needed).await;
         let repaired = confirmed(&gathered.answers);
         if repaired > 0 {
             self.observer.read_repaired();
@@ -300,28 +303,57 @@ impl Coordinator {
         })
     }
 
-    /// Sends `op` to every target at once and collects answers until `enough`
-    /// says so or every target has answered, failed or timed out. Writes still
-    /// under way then are left to finish in the background (each is bounded by
-    /// RPC_TIMEOUT): "send to all N" must not depend on who answered first, or
-    /// a write would sit on exactly W replicas and need repair after any loss.
+    /// Sends `op` to the first `first` targets (this node is first when it is a
+    /// replica) and collects answers until `enough` says so. A failure brings in
+    /// the next target; when everyone asked has answered and it is still not
+    /// enough (say a replica cannot vouch), or after `hedge_delay` without enough,
+    /// the rest are asked at once. A read thus costs R calls, not N, unless
+    /// something is slow or wrong. Every call ends by one deadline, RPC_TIMEOUT
+    /// after the start, so a quorum that cannot be had fails after RPC_TIMEOUT.
+    /// Writes pass every target as `first`; those still under way when `enough`
+    /// is reached finish in the background: "send to all N" must not depend on
+    /// who answered first, or a write would sit on exactly W replicas and need
+    /// repair after any loss.
     async fn gather(
         &self,
         key: &Bytes,
         targets: &[NodeId],
         op: Op,
+        first: usize,
         enough: impl Fn(&[(NodeId, Held)]) -> bool,
     ) -> Gathered {
         let is_write = matches!(op, Op::Write(_));
-        let mut pending: FuturesUnordered<_> = targets.iter().map(|node| self.call(node, key, op.clone())).collect();
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.settings.rpc_timeout;
+        let call = |node: &NodeId| self.call(node, key, op.clone(), deadline);
+        let mut waiting = targets.iter();
+        let mut pending: FuturesUnordered<_> = waiting.by_ref().take(first.max(1)).map(call).collect();
+        let hedge = tokio::time::sleep_until(started + self.hedge_delay());
+        tokio::pin!(hedge);
         let mut gathered = Gathered::default();
-        while let Some((node, outcome)) = pending.next().await {
+        loop {
+            if pending.is_empty() {
+                pending.extend(waiting.by_ref().map(call));
+            }
+            let next = tokio::select! {
+                biased;
+                next = pending.next() => next,
+                () = &mut hedge, if waiting.len() > 0 => {
+                    pending.extend(waiting.by_ref().map(call));
+                    continue;
+                }
+            };
+            let Some((node, outcome)) = next else { break };
+            let failed = outcome.is_err();
             match outcome {
                 Ok(held) => gathered.answers.push((node, held)),
                 Err(error) => gathered.failures.push((node, error)),
             }
             if enough(&gathered.answers) {
                 break;
+            }
+            if failed {
+                pending.extend(waiting.next().map(call));
             }
         }
         if is_write && !pending.is_empty() {
@@ -330,8 +362,22 @@ impl Coordinator {
         gathered
     }
 
+    /// How long the first targets of a gather have before the rest are asked
+    /// too: well above a healthy call's latency, so that it rarely costs an
+    /// extra call, and well below RPC_TIMEOUT, so that a replica that went
+    /// silent (and is not yet marked down) delays calls only briefly.
+    fn hedge_delay(&self) -> Duration {
+        (self.settings.rpc_timeout / 5).min(MAX_HEDGE_DELAY)
+    }
+
     /// One call to one replica: local calls go straight to the store.
-    fn call(&self, node: &NodeId, key: &Bytes, op: Op) -> BoxFuture<'static, (NodeId, Result<Held, PeerError>)> {
+    fn call(
+        &self,
+        node: &NodeId,
+        key: &Bytes,
+        op: Op,
+        deadline: tokio::time::Instant,
+    ) -> BoxFuture<'static, (NodeId, Result<Held, PeerError>)> {
         let node = node.clone();
         if &node == self.replica.id() {
             let held = match op {
@@ -352,11 +398,11 @@ impl Coordinator {
             Op::Read { digest } => self.transport.read(&node, ReadRequest { envelope, key: key.clone(), digest }),
             Op::Write(record) => self.transport.write(&node, WriteRequest { envelope, key: key.clone(), record }),
         };
-        let (clock, peers, timeout) = (self.replica.clock().clone(), self.peers.clone(), self.settings.rpc_timeout);
+        let (clock, peers) = (self.replica.clock().clone(), self.peers.clone());
         let observer = self.observer.clone();
         async move {
             let started = tokio::time::Instant::now();
-            let outcome = match tokio::time::timeout(timeout, request).await {
+            let outcome = match tokio::time::timeout_at(deadline, request).await {
                 Err(_) => Err(PeerError::Timeout),
                 Ok(reply) => reply.and_then(|reply| {
                     clock.receive(reply.clock).map(|()| reply.held).map_err(|clock| PeerError::ReplyClockAhead { clock })

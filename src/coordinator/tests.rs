@@ -409,3 +409,31 @@ async fn after_a_handshake_writes_are_stamped_above_a_restarted_peers_watermark(
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(matches!(cluster.held("node3", "k"), Held::Live { version, .. } if version == after));
 }
+
+fn remote_reads(cluster: &Cluster) -> u64 {
+    ["node2", "node3"].iter().map(|name| cluster.net.received(name).0).sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_read_asks_only_a_read_quorum() {
+    let cluster = Cluster::new(3);
+    let coordinator = cluster.coordinator("node1");
+    coordinator.set(key(), value("v"), FOREVER).await.unwrap();
+    let before = remote_reads(&cluster);
+    assert_eq!(get_value(&coordinator).await, Some(value("v")));
+    assert_eq!(remote_reads(&cluster) - before, 1, "node1 itself and one peer make R = 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_replica_is_passed_over_long_before_the_rpc_timeout() {
+    let cluster = Cluster::new(3);
+    let coordinator = cluster.coordinator("node1");
+    coordinator.set(key(), value("v"), FOREVER).await.unwrap();
+    for silent in ["node2", "node3"] {
+        cluster.net.set_fault(silent, Fault::Blackhole);
+        let started = tokio::time::Instant::now();
+        assert_eq!(get_value(&coordinator).await, Some(value("v")), "{silent} silent");
+        assert!(started.elapsed() < TIMEOUT, "{silent} silent: waited {:?}", started.elapsed());
+        cluster.net.set_fault(silent, Fault::None);
+    }
+}
