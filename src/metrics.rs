@@ -273,6 +273,10 @@ impl Collector for NodeCollector {
     }
 }
 
+/// What `encode` produces: the OpenMetrics text format (it ends with `# EOF`),
+/// which Prometheus negotiates and parses as such.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Serves `/metrics`, `/healthz` (alive) and `/readyz` (ready) until `stop`.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
@@ -288,7 +292,7 @@ pub async fn serve_http(
             get(move || {
                 let metrics = metrics.clone();
                 async move {
-                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.encode())
+                    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], metrics.encode())
                 }
             }),
         )

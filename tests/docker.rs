@@ -496,8 +496,8 @@ fn docker_run_cluster_survives_stop_kill_and_partition() {
     drop(image);
 }
 
-/// docker-compose.yml brings up a working cluster (Set and Get through the published
-/// ports), and `down` stops it cleanly: every node exits 0 within its grace period,
+/// docker-compose.yml brings up a working cluster (Set and Get through its one
+/// published port, the entry on every node), and `down` stops it cleanly: every node exits 0 within its grace period,
 /// nothing of the project is left.
 #[test]
 fn compose_cluster_serves_and_stops_cleanly() {
@@ -517,13 +517,8 @@ fn compose_cluster_serves_and_stops_cleanly() {
         .compose
         .push((compose.clone(), project.clone(), file.clone()));
     let file_arg = file.to_string_lossy().to_string();
-    // QC_IMAGE: the test image; empty QC_NODEn_PORT: random loopback ports.
-    let env = [
-        ("QC_IMAGE", image.tag.as_str()),
-        ("QC_NODE1_PORT", ""),
-        ("QC_NODE2_PORT", ""),
-        ("QC_NODE3_PORT", ""),
-    ];
+    // QC_IMAGE: the test image; empty QC_PORT: a random loopback port.
+    let env = [("QC_IMAGE", image.tag.as_str()), ("QC_PORT", "")];
     let compose_run = |args: &[&str]| {
         let mut all: Vec<&str> = compose[1..].iter().map(String::as_str).collect();
         all.extend(["-p", project.as_str(), "-f", file_arg.as_str()]);
@@ -554,21 +549,31 @@ fn compose_cluster_serves_and_stops_cleanly() {
             Err(format!("{addr} {}", out.stderr))
         }
     };
-    poll("a Set through node1", Duration::from_secs(60), || {
+    poll("a Set through the published port", Duration::from_secs(60), || {
         match set(&port("node1")?, "compose", "works") {
             Reply::Ok(_) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     });
+    let reply = get(&port("node1").unwrap(), "compose");
+    assert_eq!(reply.value().as_deref(), Some("works"), "Get through the published port: {reply:?}");
     for service in ["node2", "node3"] {
-        let reply = get(&port(service).unwrap(), "compose");
-        assert_eq!(
-            reply.value().as_deref(),
-            Some("works"),
-            "Get through {service}: {reply:?}"
-        );
+        assert!(!port(service).is_ok_and(|addr| !addr.is_empty()), "{service} publishes no port");
     }
-    phase(start, "Set on node1, Get on node2 and node3");
+    // The write reached the other two nodes (N = 3): each one's own line in
+    // `status` counts the entry, and sees its peers up.
+    for service in ["node2", "node3"] {
+        poll(&format!("{service} holds the entry"), Duration::from_secs(20), || {
+            let out = compose_run(&["exec", "-T", service, "quorum-cache", "status"]);
+            let own = out.stdout.lines().find(|line| line.starts_with(&format!("{service}:8080"))).map(str::to_string);
+            let up = out.stdout.lines().filter(|line| line.split_whitespace().nth(1) == Some("up")).count();
+            match own {
+                Some(line) if line.split_whitespace().nth(3) == Some("1") && up == 2 => Ok(()),
+                _ => Err(format!("status through {service}: {}{}", out.stdout, out.stderr)),
+            }
+        });
+    }
+    phase(start, "Set and Get through the one published port; node2 and node3 hold the entry");
 
     // down: wait for the three containers' exit codes while Compose stops them.
     let ids_out = compose_run(&["ps", "-q"]);
@@ -821,15 +826,22 @@ fn docs_show_the_tested_commands() {
             "grpcurl -plaintext -d '{\"key\":\"foo\"}' 127.0.0.1:8083 pb.CacheService/Get",
             "docker stop node1",
             "docker compose up -d",
+            "grpcurl -plaintext -d '{\"key\":\"foo\"}' 127.0.0.1:8080 pb.CacheService/Get",
+            "docker compose exec node3 quorum-cache status",
             "docker compose down",
             "kubectl apply -f deploy/kubernetes/",
         ]
         .map(str::to_string),
     );
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README.md exists");
     for command in expected {
         assert!(
             docs.contains(&command),
             "docs/docker.md does not show the tested command:\n  {command}"
+        );
+        assert!(
+            ["kubectl", "docker stop"].iter().any(|p| command.starts_with(p)) || command.contains("--target") || readme.contains(&command),
+            "the README does not show the tested command:\n  {command}"
         );
     }
     // The test image is built from the same Dockerfile target as the documented

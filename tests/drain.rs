@@ -1,6 +1,7 @@
 //! Graceful drain of a real node: SIGTERM while calls are in flight lets them all
 //! succeed, turns new calls away with UNAVAILABLE, and exits 0 within
-//! SHUTDOWN_TIMEOUT. The calls are made slow by a delaying proxy on the link to
+//! SHUTDOWN_TIMEOUT, reporting not ready on /readyz and NOT_SERVING on gRPC health
+//! meanwhile. The calls are made slow by a delaying proxy on the link to
 //! the only peer (N = W = 2).
 
 mod support;
@@ -53,6 +54,11 @@ async fn sigterm_lets_slow_in_flight_calls_finish_then_exits_0() {
     support::eventually(Duration::from_secs(5), "A reports draining", || async { node_a.log().contains(r#""msg":"draining""#) }).await;
     let (status, body) = support::http_get(&metrics, "/readyz").unwrap();
     assert_eq!((status, body.as_str()), (503, "not ready: draining\n"), "/readyz flips during the drain");
+    assert_eq!(
+        support::health_status(&a).await,
+        Some(tonic_health::pb::health_check_response::ServingStatus::NotServing),
+        "gRPC health says NOT_SERVING during the drain"
+    );
     let mut late = client.clone();
     let turned_away = late.set(SetRequest { key: "late".into(), value: "v".into(), ttl_seconds: None }).await.unwrap_err();
     assert_eq!(turned_away.code(), tonic::Code::Unavailable, "{turned_away:?}");

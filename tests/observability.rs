@@ -12,10 +12,17 @@ use support::nemesis::FaultyCluster;
 use support::proxy::CutMode;
 use support::{eventually, http_get};
 
-/// Every sample of a scrape, by name and sorted labels, parsed as Prometheus text.
+/// Every sample of a scrape, by name and sorted labels. The body is first
+/// checked by a strict OpenMetrics parser (names, types, label syntax, the
+/// closing `# EOF`), then read sample by sample.
 fn scrape(metrics_addr: &str) -> HashMap<String, f64> {
-    let (status, body) = http_get(metrics_addr, "/metrics").unwrap();
-    assert_eq!(status, 200);
+    let response = support::http_exchange(metrics_addr, "/metrics").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let body = response.body;
+    let families = assert_valid_openmetrics(&body);
+    let declared = body.lines().filter(|line| line.starts_with("# TYPE ")).count();
+    assert_eq!(families, declared, "every declared family was parsed");
     let lines = body.lines().map(|line| Ok(line.to_string()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text exposition");
     assert!(!parsed.samples.is_empty());
@@ -32,6 +39,46 @@ fn scrape(metrics_addr: &str) -> HashMap<String, f64> {
             (format!("{}{{{}}}", sample.metric, labels.join(",")), value)
         })
         .collect()
+}
+
+/// Parses `body` as OpenMetrics text and returns the number of metric families.
+///
+/// openmetrics-parser 0.4 refuses `# UNIT` on histograms, which OpenMetrics 1.0
+/// allows on every type (its own examples put one on a histogram), so those
+/// lines are checked here (the unit must end the family's name, as the
+/// standard requires) and left out of what the parser sees.
+fn assert_valid_openmetrics(body: &str) -> usize {
+    let histograms: Vec<&str> =
+        body.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" histogram")).collect();
+    let mut kept = String::with_capacity(body.len());
+    for line in body.lines() {
+        if let Some((family, unit)) = line.strip_prefix("# UNIT ").and_then(|rest| rest.split_once(' ')) {
+            assert!(family.ends_with(&format!("_{unit}")), "the unit of {family} must end its name: {line}");
+            if histograms.contains(&family) {
+                continue;
+            }
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    match openmetrics_parser::openmetrics::parse_openmetrics(&kept) {
+        Ok(exposition) => exposition.families.len(),
+        Err(error) => panic!("/metrics is not valid OpenMetrics text: {error:?}\n{body}"),
+    }
+}
+
+#[test]
+fn the_strict_parser_rejects_broken_expositions() {
+    let good = "# TYPE qc_hits counter\nqc_hits_total 1\n# EOF\n";
+    assert_eq!(assert_valid_openmetrics(good), 1);
+    for broken in [
+        "# TYPE qc_hits counter\nqc_hits_total 1\n",                  // no # EOF
+        "# TYPE qc_hits counter\nqc_hits_total one\n# EOF\n",        // not a number
+        "# TYPE qc_hits counter\nqc_hits_total{peer=a} 1\n# EOF\n",  // unquoted label value
+        "# TYPE qc_hits counter\nqc_hits_total 1\nqc_hits_total 2\n# EOF\n", // duplicate series
+    ] {
+        assert!(openmetrics_parser::openmetrics::parse_openmetrics(broken).is_err(), "accepted: {broken:?}");
+    }
 }
 
 fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, sample: &str) -> f64 {

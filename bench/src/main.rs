@@ -36,6 +36,9 @@ use workload::{Distribution, Workload};
     about = "Load generator for quorum-cache, Redis, etcd and a gRPC echo server"
 )]
 struct Cli {
+    /// Tokio worker threads of this process (0 = a single-threaded runtime).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,10 +136,16 @@ struct MemoryArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the tokio runtime starts");
+    let mut builder = match cli.threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder.enable_all().build().expect("the tokio runtime starts");
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args).await,

@@ -361,14 +361,17 @@ def check_compose(repo, known, defaults):
             problem(where, f"PEERS {sorted(peers)} is not the other nodes' ADDRs {sorted(others)}")
         grpc_port = port_of(addr, where)
         published = [str(p) for p in svc.get("ports", [])]
-        if not any(re.search(rf"(^|:){grpc_port}(/tcp)?$", p) for p in published):
-            problem(where, f"no published port maps to the gRPC port {grpc_port}: {published}")
+        if published and not all(re.search(rf"(^|:){grpc_port}(/tcp)?$", p) for p in published):
+            problem(where, f"a published port does not map to the gRPC port {grpc_port}: {published}")
         shutdown = effective_shutdown_timeout(env, defaults, where)
         grace = seconds(svc.get("stop_grace_period", "10s"), where, "stop_grace_period")
         if shutdown is not None and grace is not None and not grace > shutdown:
             problem(where, f"stop_grace_period {grace:g}s is not above SHUTDOWN_TIMEOUT {shutdown:g}s")
         if not re.fullmatch(r"\$\{QC_IMAGE:-[^}]+\}", str(svc.get("image", ""))):
             problem(where, f"image {svc.get('image')!r} is not overridable with ${{QC_IMAGE:-...}}")
+    entry_points = [name for name, svc in services.items() if svc.get("ports")]
+    if len(entry_points) != 1:
+        problem("docker-compose.yml", f"one node publishes the gRPC port, not {entry_points}")
     return {"services": sorted(services)}
 
 

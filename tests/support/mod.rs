@@ -260,6 +260,27 @@ pub fn cluster(size: usize, extra: &[(&str, &str)]) -> Vec<Node> {
 
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_exchange(addr, path).map(|response| (response.status, response.body))
+}
+
+/// One HTTP/1.1 response: status, header block (as sent) and body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+pub fn http_exchange(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -267,6 +288,6 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    Ok(HttpResponse { status, head: head.to_string(), body: body.to_string() })
 }

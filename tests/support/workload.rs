@@ -190,21 +190,26 @@ pub fn count(history: &[Recorded]) -> Counts {
     counts
 }
 
-/// Gets that missed a key that was certainly present: a Set on it had completed
-/// before the Get began, and every write on the key invoked before the Get ended
-/// was a Set without TTL that succeeded. With no faults, there must be none.
+/// Gets that missed a key that was certainly present: the last write on the key
+/// to complete before the Get began was a successful Set without TTL, and no
+/// write that might be ordered after it (it overlaps or follows that Set and
+/// began before the Get ended) is a Delete or a Set with a TTL. Failed and
+/// indeterminate Sets without TTL cannot make the key absent, so they do not
+/// excuse a miss.
 pub fn misses_on_present_keys(history: &[Recorded]) -> usize {
-    let plain_set = |op: &Recorded| matches!(&op.call, Call::Set { ttl_seconds: None, .. }) && op.outcome == Outcome::Ok;
+    let plain_set = |op: &Recorded| matches!(&op.call, Call::Set { ttl_seconds: None, .. });
     history
         .iter()
         .filter(|get| get.call == Call::Get && get.outcome == Outcome::Miss)
         .filter(|get| {
-            let mut writes = history.iter().filter(|op| op.key == get.key && op.call != Call::Get && op.invoke_ns < get.complete_ns);
-            let mut written_before = false;
-            writes.all(|write| {
-                written_before |= write.complete_ns < get.invoke_ns;
-                plain_set(write)
-            }) && written_before
+            let writes = || history.iter().filter(|op| op.key == get.key && op.call != Call::Get);
+            let Some(last) = writes().filter(|write| write.outcome == Outcome::Ok && write.complete_ns < get.invoke_ns).max_by_key(|write| write.complete_ns) else {
+                return false;
+            };
+            plain_set(last)
+                && writes()
+                    .filter(|write| write.complete_ns > last.invoke_ns && write.invoke_ns < get.complete_ns)
+                    .all(plain_set)
         })
         .count()
 }
