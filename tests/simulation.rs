@@ -1,7 +1,8 @@
 //! Deterministic simulation: the real coordinators, replicas and stores of three
 //! nodes on the in-memory network, on a paused tokio clock, with seeded chaos
-//! (message delays and losses), crashes with restart, partitions, evictions,
-//! expiries and clock skew. Every history is checked for linearizability; a
+//! (message delays and losses), crashes with restart (the calls a crashed node
+//! was coordinating are cut off), partitions, evictions (each shard holds one
+//! entry, so keys push each other out), expiries and clock skew. Every history is checked for linearizability; a
 //! failure names its seed and replays exactly with
 //! `SIM_SEED=<seed> cargo test --test simulation -- --nocapture`.
 
@@ -65,6 +66,8 @@ struct Scenario {
 struct SimNode {
     coordinator: Arc<Coordinator>,
     stop_handshakes: CancellationToken,
+    /// Cancelled when the node crashes: the calls it coordinates end unanswered.
+    crashed: CancellationToken,
 }
 
 struct Sim {
@@ -74,6 +77,8 @@ struct Sim {
     epoch: Instant,
     offsets: Vec<i64>,
     nodes: Mutex<Vec<Arc<SimNode>>>,
+    /// Every store ever booted, crashed ones included, for the eviction count.
+    stores: Mutex<Vec<Arc<Store>>>,
     scenario: Scenario,
 }
 
@@ -88,6 +93,7 @@ impl Sim {
             epoch: Instant::now(),
             offsets,
             nodes: Mutex::new(Vec::new()),
+            stores: Mutex::new(Vec::new()),
             scenario,
         });
         let nodes = (0..NODES).map(|index| sim.boot(index)).collect();
@@ -100,8 +106,10 @@ impl Sim {
         let name = &self.names[index];
         let wall: Arc<dyn WallClock> = Arc::new(VirtualWall { epoch: self.epoch, offset_ms: self.offsets[index] });
         let clock = Arc::new(Hlc::new(wall.clone(), node_number(name), SKEW_MS));
-        let limits = StoreLimits { num_shards: 2, max_entries: 6, max_bytes: 1 << 20 };
+        // One entry per shard: the three keys evict each other.
+        let limits = StoreLimits { num_shards: 2, max_entries: 2, max_bytes: 1 << 20 };
         let store = Arc::new(Store::new(limits, wall.clone(), restart_watermark(wall.now_ms(), SKEW_MS)));
+        self.stores.lock().unwrap().push(store.clone());
         let params = ClusterParams {
             replication_factor: 3,
             vnodes: 32,
@@ -122,7 +130,7 @@ impl Sim {
         let stop_handshakes = CancellationToken::new();
         spawn_handshakes(peers.clone(), replica.clone(), transport.clone(), RPC_TIMEOUT, stop_handshakes.clone());
         let coordinator = Arc::new(Coordinator::new(replica, self.ring.clone(), transport, peers, settings));
-        Arc::new(SimNode { coordinator, stop_handshakes })
+        Arc::new(SimNode { coordinator, stop_handshakes, crashed: CancellationToken::new() })
     }
 
     fn node(&self, index: usize) -> Arc<SimNode> {
@@ -133,6 +141,12 @@ impl Sim {
         let fresh = self.boot(index);
         let old = std::mem::replace(&mut self.nodes.lock().unwrap()[index], fresh);
         old.stop_handshakes.cancel();
+        old.crashed.cancel();
+    }
+
+    fn evictions(&self) -> u64 {
+        let stores = self.stores.lock().unwrap();
+        stores.iter().map(|store| store.dropped().evicted.load(std::sync::atomic::Ordering::Relaxed)).sum()
     }
 
     fn now_ns(&self) -> u64 {
@@ -153,25 +167,35 @@ async fn client(sim: Arc<Sim>, client: usize, ops: usize, seed: u64) -> Vec<Reco
         tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
         let key = format!("k{}", rng.below(3));
         let target = rng.below(NODES as u64) as usize;
-        let coordinator = sim.node(target).coordinator.clone();
+        let node = sim.node(target);
+        let coordinator = node.coordinator.clone();
         let now_ms = coordinator.replica().clock().wall_ms();
         let roll = rng.below(100);
         let invoke_ns = sim.now_ns();
         let bytes_key = Bytes::from(key.clone());
-        let (call, outcome) = if roll < 45 {
+        let (call, operation): (Call, std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>) = if roll < 45 {
             let value = format!("c{client}-{sequence}");
             let ttl_ms = if rng.below(4) == 0 { 100 + rng.below(1_500) } else { 60_000 };
-            let outcome = coordinator.set(bytes_key, Bytes::from(value.clone()), now_ms + ttl_ms).await;
-            (Call::Set { value, ttl_seconds: None }, write_outcome(outcome.map(|_| ())))
+            let bytes_value = Bytes::from(value.clone());
+            let set = async move { write_outcome(coordinator.set(bytes_key, bytes_value, now_ms + ttl_ms).await.map(|_| ())) };
+            (Call::Set { value, ttl_seconds: None }, Box::pin(set))
         } else if roll < 55 {
-            (Call::Delete, write_outcome(coordinator.delete(bytes_key).await.map(|_| ())))
+            (Call::Delete, Box::pin(async move { write_outcome(coordinator.delete(bytes_key).await.map(|_| ())) }))
         } else {
-            let outcome = match coordinator.get(bytes_key).await {
-                Ok(Some(found)) => Outcome::Hit(String::from_utf8(found.value.to_vec()).unwrap()),
-                Ok(None) => Outcome::Miss,
-                Err(_) => Outcome::Failed,
+            let get = async move {
+                match coordinator.get(bytes_key).await {
+                    Ok(Some(found)) => Outcome::Hit(String::from_utf8(found.value.to_vec()).unwrap()),
+                    Ok(None) => Outcome::Miss,
+                    Err(_) => Outcome::Failed,
+                }
             };
-            (Call::Get, outcome)
+            (Call::Get, Box::pin(get))
+        };
+        let outcome = tokio::select! {
+            biased;
+            outcome = operation => outcome,
+            // The coordinator died mid-call: a write may or may not have happened.
+            () = node.crashed.cancelled() => if call == Call::Get { Outcome::Failed } else { Outcome::Indeterminate },
         };
         history.push(Recorded { client, node: target, key, call, invoke_ns, complete_ns: sim.now_ns(), outcome });
     }
@@ -210,8 +234,9 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, done: CancellationToken) -> usize {
     faults
 }
 
-/// Runs one seeded scenario; returns the history and the faults injected.
-fn simulate(scenario: Scenario) -> (Vec<Recorded>, usize) {
+/// Runs one seeded scenario; returns the history, the faults injected and the
+/// entries evicted.
+fn simulate(scenario: Scenario) -> (Vec<Recorded>, usize, u64) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     runtime.block_on(async move {
         let mut rng = Rng::new(scenario.seed);
@@ -232,7 +257,7 @@ fn simulate(scenario: Scenario) -> (Vec<Recorded>, usize) {
         done.cancel();
         let faults = nemesis.await.unwrap();
         sim.stop();
-        (history, faults)
+        (history, faults, sim.evictions())
     })
 }
 
@@ -249,29 +274,36 @@ fn seeds() -> Vec<u64> {
 #[test]
 fn the_same_seed_gives_the_same_history() {
     let scenario = Scenario { seed: 42, switches: UnsafeSwitches::default(), quorums: (0, 0) };
-    let (first, _) = simulate(scenario);
-    let (second, _) = simulate(scenario);
+    let (first, ..) = simulate(scenario);
+    let (second, ..) = simulate(scenario);
     let summary = |history: &[Recorded]| format!("{history:?}");
     assert_eq!(summary(&first), summary(&second));
 }
 
 #[test]
 fn every_seeded_history_is_linearizable() {
-    let (mut operations, mut faults, mut succeeded, mut hits) = (0, 0, 0, 0);
+    let (mut operations, mut faults, mut succeeded, mut hits, mut evicted, mut cut_off) = (0, 0, 0, 0, 0, 0);
     for seed in seeds() {
         let scenario = Scenario { seed, switches: UnsafeSwitches::default(), quorums: (0, 0) };
-        let (history, injected) = simulate(scenario);
+        let (history, injected, evictions) = simulate(scenario);
         operations += history.len();
         faults += injected;
+        evicted += evictions;
+        cut_off += history.iter().filter(|op| op.outcome == Outcome::Indeterminate).count();
         let counts = support::workload::count(&history);
         (succeeded, hits) = (succeeded + counts.ok, hits + counts.hits);
         if let Err(explanation) = history::check(&history, &format!("simulation-seed-{seed}")) {
             panic!("seed {seed}: {explanation}\nreplay: SIM_SEED={seed} cargo test --test simulation -- --nocapture");
         }
     }
-    println!("simulation: {operations} operations ({succeeded} succeeded, {hits} hits), {faults} faults, 0 violations");
+    println!(
+        "simulation: {operations} operations ({succeeded} succeeded, {hits} hits, {cut_off} indeterminate), \
+         {faults} faults, {evicted} evictions, 0 violations"
+    );
     assert!(succeeded > operations / 2, "too few operations succeeded to check much");
     assert!(hits > operations / 10, "too few hits to check much");
+    assert!(evicted > operations as u64 / 100, "the stores hardly evicted: {evicted}");
+    assert!(cut_off > 0, "no call was cut off by a crash or left indeterminate");
 }
 
 /// The checker has teeth: each protocol step switched off, or quorums that do
@@ -286,7 +318,7 @@ fn broken_protocols_are_caught() {
     ];
     for (name, switches, quorums) in broken {
         let caught = (1..=400u64).find(|seed| {
-            let (history, _) = simulate(Scenario { seed: *seed, switches, quorums });
+            let (history, ..) = simulate(Scenario { seed: *seed, switches, quorums });
             history::verdict(&history, &format!("broken-{}", name.replace(' ', "-"))).is_err_and(|failure| failure.proven)
         });
         println!("{name}: first violation at seed {caught:?}");
