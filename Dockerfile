@@ -39,7 +39,8 @@ USER 10001:10001
 # 8080: gRPC (clients and peers; the port of ADDR). 9080: /metrics, /healthz, /readyz.
 EXPOSE 8080 9080
 
-# `quorum-cache health` asks 127.0.0.1:<port of ADDR> for grpc.health.v1 SERVING
+# `quorum-cache health` asks the node's own listener (LISTEN_ADDR, loopback when it is
+# 0.0.0.0) for grpc.health.v1 SERVING
 # (it connects within 2 s and answers within 3 s, so --timeout=6s never cuts it short).
 HEALTHCHECK --interval=10s --timeout=6s --start-period=15s --retries=3 \
     CMD ["quorum-cache", "health"]

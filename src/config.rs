@@ -226,6 +226,22 @@ impl Config {
         self.replication_factor.min(self.members().len())
     }
 
+    /// Where a local client (`quorum-cache health`, `status`) reaches this node:
+    /// LISTEN_ADDR, with loopback in place of an all-addresses IP, so the
+    /// Docker HEALTHCHECK works whether the node listens everywhere or on one IP.
+    pub fn local_dial_addr(&self) -> SocketAddr {
+        let mut dial = self.listen_addr;
+        if dial.ip().is_unspecified() {
+            let loopback: std::net::IpAddr = if dial.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            dial.set_ip(loopback);
+        }
+        dial
+    }
+
     /// (R, W) as the coordinator will use them.
     pub fn effective_quorums(&self) -> (usize, usize) {
         let n = self.effective_replication();
@@ -238,8 +254,8 @@ impl Config {
         let mut text = String::from(
             "quorum-cache: a distributed, strongly consistent in-memory key-value cache\n\n\
              USAGE:\n  quorum-cache                      run a node, configured by the environment\n  \
-             quorum-cache health [--addr A]    exit 0 when the node at A (default: this ADDR's port on \
-             127.0.0.1) is serving\n  quorum-cache status [--addr A]    print the cluster as the node at A sees it\n  \
+             quorum-cache health [--addr A]    exit 0 when the node at A (default: LISTEN_ADDR, \
+             127.0.0.1 when it names all addresses) is serving\n  quorum-cache status [--addr A]    print the cluster as the node at A sees it\n  \
              quorum-cache --help | --version\n\n\
              ENVIRONMENT (a .env file in the working directory is read too):\n",
         );

@@ -79,12 +79,12 @@ async fn stop_signal() {
     }
 }
 
-/// The node a subcommand talks to: `--addr HOST:PORT`, or this ADDR's port on
-/// 127.0.0.1.
+/// The node a subcommand talks to: `--addr HOST:PORT`, or this node's own
+/// listener (`Config::local_dial_addr`).
 fn target(command: &str, args: &[String]) -> Result<String, ExitCode> {
     match args {
         [] => match load_config() {
-            Ok(config) => Ok(format!("127.0.0.1:{}", config::port_of(&config.addr))),
+            Ok(config) => Ok(config.local_dial_addr().to_string()),
             Err(message) => {
                 eprintln!("quorum-cache {command}: {message}");
                 Err(ExitCode::from(USAGE_ERROR))

@@ -217,3 +217,23 @@ async fn health_subcommand_reports_serving_and_failure() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot connect"));
 }
+
+/// Without --addr, `health` (the Docker HEALTHCHECK) dials the node of its own
+/// environment: LISTEN_ADDR, even when that is one IP other than 127.0.0.1.
+#[tokio::test]
+async fn health_without_addr_dials_the_environments_listen_address() {
+    let port = std::net::TcpListener::bind("127.0.0.3:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.3:{port}");
+    let addr = format!("node-a:{port}");
+    let env = [("ADDR", addr.as_str()), ("LISTEN_ADDR", listen.as_str()), ("METRICS_ADDR", "")];
+    let mut node = support::Node::spawn(&env);
+    node.direct = Some(listen.clone());
+    node.wait_serving().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_binary(&["health"], &env, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let elsewhere = [("ADDR", addr.as_str()), ("LISTEN_ADDR", "127.0.0.4:1")];
+    let out = run_binary(&["health"], &elsewhere, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.4:1"), "{out:?}");
+}

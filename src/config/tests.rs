@@ -136,3 +136,11 @@ fn every_variable_is_listed_in_help_and_env_example() {
         assert!(example.contains(&format!("{name}=")), ".env.example misses {name}");
     }
 }
+
+#[test]
+fn local_clients_dial_the_listen_address_or_loopback() {
+    let dial = |vars: &[(&str, &str)]| config(vars).unwrap().local_dial_addr().to_string();
+    assert_eq!(dial(&[("ADDR", "node1:7000")]), "127.0.0.1:7000");
+    assert_eq!(dial(&[("ADDR", "node1:7000"), ("LISTEN_ADDR", "10.1.2.3:7001")]), "10.1.2.3:7001");
+    assert_eq!(dial(&[("ADDR", "node1:7000"), ("LISTEN_ADDR", "[::]:7002")]), "[::1]:7002");
+}
