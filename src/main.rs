@@ -4,7 +4,7 @@
 //! `quorum-cache status` (the cluster as a node sees it) and `--help`. Exit codes: 0 stopped cleanly, 1 runtime failure (cannot listen,
 //! not serving), 2 bad configuration or usage.
 
-use quorum_cache::config::{self, Config};
+use quorum_cache::config::Config;
 use quorum_cache::{logging, node};
 use std::process::ExitCode;
 use std::time::Duration;

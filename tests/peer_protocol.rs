@@ -109,3 +109,63 @@ async fn bad_peer_messages_are_refused_precisely_and_change_nothing() {
     let line = line.expect("the clock refusal is logged");
     assert!(line.contains("ahead of local clock"), "both clocks are named: {line}");
 }
+
+/// A batch answers each item as its single call would: bad items fail on their
+/// own, precisely, and the good items beside them are applied. A batch over the
+/// item limit is refused whole and applies nothing.
+#[tokio::test]
+async fn bad_items_in_a_batch_fail_alone_and_an_oversized_batch_changes_nothing() {
+    use peer_pb::{BatchItem, BatchRequest, batch_item, batch_result};
+    let mut target = Target::start().await;
+    let mut client = target.client.clone();
+    let watermark = |held: held::State| match held {
+        held::State::Nothing(nothing) => nothing.watermark.unwrap(),
+        other => panic!("expected nothing held, got {other:?}"),
+    };
+    let floor = watermark(target.held("a").await);
+    let above = Version { logical: floor.logical + 1, ..floor };
+    let write = |key: &str, value: &str| batch_item::Call::Write(WriteRequest { version: Some(above), ..target.write(key, value) });
+    let future = Envelope { clock: Some(Timestamp { physical_ms: now_ms() + 60_000, logical: 0 }), ..target.envelope() };
+    let items = vec![
+        write("a", "good"),
+        write("123456789", "v"),
+        batch_item::Call::Write(WriteRequest { envelope: Some(future), ..target.write("b", "v") }),
+        batch_item::Call::Read(ReadRequest { envelope: None, key: b"a".to_vec().into(), digest: true }),
+        write("c", "12345678901234567"),
+        write("d", "good"),
+    ];
+    let oversized = BatchRequest { items: (0..1025).map(|_| BatchItem { call: Some(write("e", "v")) }).collect() };
+    let mut request = BatchRequest { items: items.into_iter().map(|call| BatchItem { call: Some(call) }).collect() };
+    request.items.push(BatchItem { call: None });
+    let results = client.batch(request).await.expect("a batch with bad items is still answered").into_inner().results;
+    let outcomes: Vec<_> = results.into_iter().map(|result| result.outcome.expect("every item has an outcome")).collect();
+    let failure = |index: usize| match &outcomes[index] {
+        batch_result::Outcome::Failure(failure) => (Code::from(failure.code), failure.message.clone(), failure.refusal.clone()),
+        held => panic!("item {index} was accepted: {held:?}"),
+    };
+    assert_eq!(outcomes.len(), 7);
+    assert!(matches!(&outcomes[0], batch_result::Outcome::Held(_)), "{:?}", outcomes[0]);
+    assert!(matches!(&outcomes[5], batch_result::Outcome::Held(_)), "{:?}", outcomes[5]);
+    let (code, message, _) = failure(1);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.contains("MAX_KEY_SIZE (8 bytes)"), "{message}");
+    let (code, message, refusal) = failure(2);
+    assert_eq!((code, refusal.as_str()), (Code::FailedPrecondition, "clock-ahead"));
+    assert!(message.contains("MAX_CLOCK_SKEW"), "{message}");
+    let (code, message, _) = failure(3);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.contains("envelope is missing"), "{message}");
+    let (code, message, _) = failure(4);
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(message.contains("MAX_VALUE_SIZE"), "{message}");
+    let (code, message, _) = failure(6);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.contains("neither a read nor a write"), "{message}");
+    assert!(target.holds("a").await && target.holds("d").await, "the good items were applied");
+    assert!(!target.holds("b").await && !target.holds("c").await, "the refused items changed nothing");
+
+    let status = client.batch(oversized).await.expect_err("an oversized batch is refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("at most 1024 items, got 1025"), "{}", status.message());
+    assert!(!target.holds("e").await, "the oversized batch changed nothing");
+}

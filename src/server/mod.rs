@@ -11,6 +11,7 @@ pub mod client;
 pub mod convert;
 pub mod drain;
 pub mod peer;
+pub mod peer_batch;
 pub mod peer_client;
 pub mod rate_limit;
 pub mod status;

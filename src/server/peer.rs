@@ -4,7 +4,8 @@
 //! nodes' in-flight operations can finish.
 //!
 //! Owns: validation of peer messages (missing fields, bad keys and values are
-//! INVALID_ARGUMENT and change nothing).
+//! INVALID_ARGUMENT and change nothing), and unpacking batches: each item of a
+//! `Batch` is served exactly as the single call would be, and fails on its own.
 //! Does not own: the checks on who is calling (`replica`).
 
 use super::convert::required;
@@ -12,7 +13,8 @@ use super::status;
 use crate::limits::InputLimits;
 use crate::peer_pb::peer_service_server::PeerService;
 use crate::peer_pb::{
-    HandshakeRequest, HandshakeResponse, ReadRequest, ReadResponse, WriteRequest, WriteResponse,
+    BatchRequest, BatchResponse, BatchResult, HandshakeRequest, HandshakeResponse, ItemFailure, ReadRequest,
+    ReadResponse, WriteRequest, WriteResponse, batch_item, batch_result,
 };
 use crate::replica::{Envelope, Refusal, Replica};
 use slog::{Logger, warn};
@@ -54,15 +56,55 @@ impl PeerService for PeerApi {
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
-        let request = request.into_inner();
-        let envelope = Envelope::try_from(request.envelope).map_err(status::from_input)?;
-        self.limits.check_key(&request.key).map_err(status::from_input)?;
-        let reply = self.replica.read(&envelope, &request.key, request.digest).map_err(|refusal| self.refused(refusal))?;
-        Ok(Response::new(ReadResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) }))
+        let reply = self.serve_read(request.into_inner())?;
+        Ok(Response::new(ReadResponse { clock: reply.clock, held: reply.held }))
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
-        let request = request.into_inner();
+        Ok(Response::new(self.serve_write(request.into_inner())?))
+    }
+
+    async fn batch(&self, request: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
+        let items = request.into_inner().items;
+        if items.len() > MAX_BATCH_ITEMS {
+            return Err(Status::invalid_argument(format!(
+                "a batch holds at most {MAX_BATCH_ITEMS} items, got {}; split it",
+                items.len()
+            )));
+        }
+        let results = items
+            .into_iter()
+            .map(|item| {
+                let served = match item.call {
+                    Some(batch_item::Call::Read(read)) => self.serve_read(read),
+                    Some(batch_item::Call::Write(write)) => self.serve_write(write),
+                    None => Err(Status::invalid_argument("a batch item is neither a read nor a write")),
+                };
+                let outcome = match served {
+                    Ok(held) => batch_result::Outcome::Held(held),
+                    Err(status) => batch_result::Outcome::Failure(failure_of(&status)),
+                };
+                BatchResult { outcome: Some(outcome) }
+            })
+            .collect();
+        Ok(Response::new(BatchResponse { results }))
+    }
+}
+
+/// The most items one `Batch` call may carry; the sender stays well below.
+pub const MAX_BATCH_ITEMS: usize = 1024;
+
+impl PeerApi {
+    /// A Read, alone or in a batch. The answer has the same shape as a write's.
+    fn serve_read(&self, request: ReadRequest) -> Result<WriteResponse, Status> {
+        let envelope = Envelope::try_from(request.envelope).map_err(status::from_input)?;
+        self.limits.check_key(&request.key).map_err(status::from_input)?;
+        let reply = self.replica.read(&envelope, &request.key, request.digest).map_err(|refusal| self.refused(refusal))?;
+        Ok(WriteResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) })
+    }
+
+    /// A Write, alone or in a batch.
+    fn serve_write(&self, request: WriteRequest) -> Result<WriteResponse, Status> {
         let envelope = Envelope::try_from(request.envelope).map_err(status::from_input)?;
         self.limits.check_key(&request.key).map_err(status::from_input)?;
         if let Some(value) = &request.value {
@@ -71,6 +113,12 @@ impl PeerService for PeerApi {
         let version = required(request.version, "version").map_err(status::from_input)?.into();
         let record = Record { version, value: request.value, expires_at_ms: request.expires_at_ms };
         let reply = self.replica.write(&envelope, request.key, record).map_err(|refusal| self.refused(refusal))?;
-        Ok(Response::new(WriteResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) }))
+        Ok(WriteResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) })
     }
+}
+
+/// A failed item as the status its single call would have returned.
+fn failure_of(status: &Status) -> ItemFailure {
+    let refusal = status.metadata().get(status::REFUSAL_KEY).and_then(|kind| kind.to_str().ok()).unwrap_or_default();
+    ItemFailure { code: status.code() as i32, message: status.message().to_string(), refusal: refusal.to_string() }
 }

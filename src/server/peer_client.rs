@@ -1,5 +1,6 @@
 //! The gRPC implementation of `Transport`: one lazily connected, automatically
-//! reconnecting channel per peer, reused by every call.
+//! reconnecting channel per peer, reused by every call; reads and writes go out
+//! in batches (`peer_batch`), handshakes alone.
 //!
 //! Owns: dialling peers, HTTP/2 keep-alive (to notice dead connections), and
 //! classifying failures: refused connections and unreachable hosts (nothing was
@@ -9,7 +10,8 @@
 
 use super::status::REFUSAL_KEY;
 use crate::peer_pb::peer_service_client::PeerServiceClient;
-use crate::peer_pb::{self, HandshakeRequest};
+use super::peer_batch::PeerBatcher;
+use crate::peer_pb::{self, HandshakeRequest, batch_item};
 use crate::replica::{Envelope, Introduction, Reply};
 use crate::ring::NodeId;
 use crate::store::Held;
@@ -23,7 +25,13 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 pub struct GrpcTransport {
-    clients: HashMap<NodeId, PeerServiceClient<Channel>>,
+    links: HashMap<NodeId, Link>,
+}
+
+#[derive(Clone)]
+struct Link {
+    client: PeerServiceClient<Channel>,
+    batcher: PeerBatcher,
 }
 
 impl GrpcTransport {
@@ -35,7 +43,7 @@ impl GrpcTransport {
         rpc_timeout: Duration,
         max_message_size: usize,
     ) -> Result<Self, String> {
-        let mut clients = HashMap::new();
+        let mut links = HashMap::new();
         for peer in peers {
             let endpoint = Endpoint::from_shared(format!("http://{peer}"))
                 .map_err(|error| format!("PEERS entry {peer:?} is not a usable address: {error}"))?
@@ -48,55 +56,52 @@ impl GrpcTransport {
             let client = PeerServiceClient::new(endpoint.connect_lazy())
                 .max_decoding_message_size(max_message_size)
                 .max_encoding_message_size(max_message_size);
-            clients.insert(peer.clone(), client);
+            let batcher = PeerBatcher::spawn(client.clone(), rpc_timeout, classify);
+            links.insert(peer.clone(), Link { client, batcher });
         }
-        Ok(Self { clients })
+        Ok(Self { links })
     }
 
-    fn client(&self, to: &NodeId) -> Result<PeerServiceClient<Channel>, PeerError> {
-        self.clients
-            .get(to)
-            .cloned()
-            .ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
+    fn link(&self, to: &NodeId) -> Result<Link, PeerError> {
+        self.links.get(to).cloned().ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
+    }
+
+    fn batched(&self, to: &NodeId, call: batch_item::Call) -> BoxFuture<'static, Result<Reply, PeerError>> {
+        let link = self.link(to);
+        async move {
+            let answer = link?.batcher.call(call).await?;
+            reply(answer.clock, answer.held)
+        }
+        .boxed()
     }
 }
 
 impl Transport for GrpcTransport {
     fn read(&self, to: &NodeId, request: ReadRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
-        let client = self.client(to);
-        async move {
-            let message = peer_pb::ReadRequest {
-                envelope: Some(request.envelope.into()),
-                key: request.key,
-                digest: request.digest,
-            };
-            let response = client?.read(message).await.map_err(classify)?.into_inner();
-            reply(response.clock, response.held)
-        }
-        .boxed()
+        let message = peer_pb::ReadRequest {
+            envelope: Some(request.envelope.into()),
+            key: request.key,
+            digest: request.digest,
+        };
+        self.batched(to, batch_item::Call::Read(message))
     }
 
     fn write(&self, to: &NodeId, request: WriteRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
-        let client = self.client(to);
-        async move {
-            let message = peer_pb::WriteRequest {
-                envelope: Some(request.envelope.into()),
-                key: request.key,
-                version: Some(request.record.version.into()),
-                value: request.record.value,
-                expires_at_ms: request.record.expires_at_ms,
-            };
-            let response = client?.write(message).await.map_err(classify)?.into_inner();
-            reply(response.clock, response.held)
-        }
-        .boxed()
+        let message = peer_pb::WriteRequest {
+            envelope: Some(request.envelope.into()),
+            key: request.key,
+            version: Some(request.record.version.into()),
+            value: request.record.value,
+            expires_at_ms: request.record.expires_at_ms,
+        };
+        self.batched(to, batch_item::Call::Write(message))
     }
 
     fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>> {
-        let client = self.client(to);
+        let link = self.link(to);
         async move {
             let request = HandshakeRequest { envelope: Some(envelope.into()) };
-            let response = client?.handshake(request).await.map_err(classify)?.into_inner();
+            let response = link?.client.handshake(request).await.map_err(classify)?.into_inner();
             Introduction::try_from(response).map_err(|error| PeerError::BadAnswer { reason: error.to_string() })
         }
         .boxed()
