@@ -54,8 +54,21 @@ pub fn init(format: &LogFormat, level: Level) -> (Logger, LogGuard) {
     let logger = Logger::root(drain, o!("service" => "quorum-cache"));
     let scope_guard = slog_scope::set_global_logger(logger.clone());
     // Only the first call in a process installs the bridge; later ones are no-ops.
-    let _ = slog_stdlog::init_with_level(log::Level::Trace);
+    let _ = slog_stdlog::init_with_level(bridge_level(level));
+    // The bridge's level is what library call sites test before building a
+    // record: records LevelByOrigin would drop anyway must not be built at all
+    // (at Trace, h2's per-frame records cost a sixth of a busy node's CPU).
+    log::set_max_level(bridge_level(level).to_level_filter());
     (logger, LogGuard { _async: async_guard, _scope: scope_guard })
+}
+
+/// The most verbose `log` record LevelByOrigin can let through at `level`.
+fn bridge_level(level: Level) -> log::Level {
+    match level {
+        Level::Trace => log::Level::Trace,
+        // Our own code logs through slog, not `log`; bridged crates pass at warning.
+        _ => log::Level::Warn,
+    }
 }
 
 fn asynchronous<D>(drain: D) -> (slog::Fuse<slog_async::Async>, slog_async::AsyncGuard)

@@ -237,3 +237,23 @@ async fn health_without_addr_dials_the_environments_listen_address() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.4:1"), "{out:?}");
 }
+
+/// tonic/h2 records reach the log only at LOG_LEVEL=trace; at debug they are
+/// not even built (and certainly not written), our own debug lines still are.
+#[tokio::test]
+async fn library_records_are_bridged_in_only_at_trace() {
+    let mut logs = Vec::new();
+    for level in ["trace", "debug"] {
+        let mut node = single(&[("LOG_LEVEL", level)]);
+        node.wait_serving().await;
+        let mut client = node.client().await;
+        client.set(SetRequest { key: "k".into(), value: "v".into(), ttl_seconds: None }).await.unwrap();
+        // Stopping flushes every record the node produced.
+        node.signal("TERM");
+        assert_eq!(node.wait_exit(Duration::from_secs(10)), Some(0));
+        logs.push(node.log());
+    }
+    assert!(logs[0].contains("send frame="), "h2's frames are logged at trace:\n{}", logs[0]);
+    assert!(!logs[1].contains("send frame="), "h2's frames are not logged at debug:\n{}", logs[1]);
+    assert!(logs[1].contains(r#""msg":"stopped""#), "{}", logs[1]);
+}
