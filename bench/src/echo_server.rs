@@ -3,6 +3,12 @@
 //! the ceiling of one gRPC hop (client, HTTP/2, tonic, loopback) on this
 //! machine, against which the real cluster's numbers can be read.
 //!
+//! Like the generator, it runs on a single-threaded runtime by default (the
+//! global `--threads`): sharing two cores with the generator, that is the
+//! cheapest way to serve, so the ceiling is the transport's and not a
+//! scheduler's. `--threads 0` gives it a node's shape instead (a work-stealing
+//! runtime with one worker per core).
+//!
 //! Owns: that server. Does not own: anything a real node does (no store, no
 //! peers, no validation).
 

@@ -17,6 +17,8 @@ pub struct RunSettings {
     pub route: crate::targets::Route,
     pub clients: usize,
     pub connections: usize,
+    /// The generator's runtime threads (`--threads`; 1 = single-threaded).
+    pub generator_threads: usize,
     /// "closed" or "open".
     pub mode: &'static str,
     /// Total ops/s asked for in open loop; 0 in closed loop.
@@ -133,13 +135,14 @@ impl Report {
         };
         let _ = writeln!(
             text,
-            "target {:?} {} route={:?} | {} loop{rate}, {} clients, {} connections | {} keys ({:?}), {} B values, {}% gets | {:.0}s after {:.0}s warm-up",
+            "target {:?} {} route={:?} | {} loop{rate}, {} clients, {} connections, {} generator thread(s) | {} keys ({:?}), {} B values, {}% gets | {:.0}s after {:.0}s warm-up",
             s.target,
             s.addrs.join(","),
             s.route,
             s.mode,
             s.clients,
             s.connections,
+            s.generator_threads,
             s.keys,
             s.distribution,
             s.value_size,

@@ -39,25 +39,30 @@ impl EtcdTarget {
     }
 
     pub fn session(&self, client_index: usize) -> EtcdSession {
+        // One handle per endpoint, cloned once per session rather than on every call.
+        let clients = self
+            .clients
+            .iter()
+            .map(|per_endpoint| per_endpoint[client_index % per_endpoint.len()].clone())
+            .collect();
         EtcdSession {
-            target: self.clone(),
-            client_index,
+            clients,
             turn: client_index,
         }
     }
 }
 
 pub struct EtcdSession {
-    target: EtcdTarget,
-    client_index: usize,
+    /// This client's handle on each endpoint.
+    clients: Vec<KvClient<Channel>>,
     turn: usize,
 }
 
 impl EtcdSession {
-    fn next_client(&mut self) -> KvClient<Channel> {
+    fn next_client(&mut self) -> &mut KvClient<Channel> {
         self.turn = self.turn.wrapping_add(1);
-        let per_endpoint = &self.target.clients[self.turn % self.target.clients.len()];
-        per_endpoint[self.client_index % per_endpoint.len()].clone()
+        let endpoint = self.turn % self.clients.len();
+        &mut self.clients[endpoint]
     }
 
     pub async fn get(&mut self, key: &str) -> Result<Outcome, OpError> {

@@ -51,9 +51,16 @@ impl QuorumCacheTarget {
     }
 
     pub fn session(&self, client_index: usize) -> QuorumCacheSession {
+        // Cloning a tonic client clones a handle to the shared channel, not a
+        // connection; each session does it once, not on every call.
+        let clients = self
+            .clients
+            .iter()
+            .map(|per_node| per_node[client_index % per_node.len()].clone())
+            .collect();
         QuorumCacheSession {
-            target: self.clone(),
-            client_index,
+            clients,
+            first_replica: self.first_replica.clone(),
             turn: client_index,
         }
     }
@@ -82,30 +89,28 @@ fn first_replicas(addrs: &[String], members: &[String], keys: &[String]) -> Resu
 }
 
 pub struct QuorumCacheSession {
-    target: QuorumCacheTarget,
-    client_index: usize,
+    /// This client's handle on each node, in `--addrs` order.
+    clients: Vec<CacheServiceClient<Channel>>,
+    first_replica: Option<Arc<Vec<u16>>>,
     /// Round-robin position; starts at the client index so clients start spread out.
     turn: usize,
 }
 
 impl QuorumCacheSession {
-    fn client_for(&mut self, key_index: usize) -> CacheServiceClient<Channel> {
-        let nodes = &self.target.clients;
-        let node = match &self.target.first_replica {
+    fn client_for(&mut self, key_index: usize) -> &mut CacheServiceClient<Channel> {
+        let node = match &self.first_replica {
             Some(first_replica) => first_replica[key_index] as usize,
             None => {
                 self.turn = self.turn.wrapping_add(1);
-                self.turn % nodes.len()
+                self.turn % self.clients.len()
             }
         };
-        let per_node = &nodes[node];
-        // Cloning a tonic client clones a handle to the shared channel, not a connection.
-        per_node[self.client_index % per_node.len()].clone()
+        &mut self.clients[node]
     }
 
     pub async fn get(&mut self, key_index: usize, key: &str) -> Result<Outcome, OpError> {
-        let mut client = self.client_for(key_index);
-        match client.get(GetRequest { key: key.to_string() }).await {
+        let request = GetRequest { key: key.to_string() };
+        match self.client_for(key_index).get(request).await {
             Ok(_) => Ok(Outcome::Done),
             Err(status) if status.code() == Code::NotFound => Ok(Outcome::Miss),
             Err(status) => Err(grpc_error(&status)),
@@ -113,13 +118,12 @@ impl QuorumCacheSession {
     }
 
     pub async fn set(&mut self, key_index: usize, key: &str, value: &str) -> Result<Outcome, OpError> {
-        let mut client = self.client_for(key_index);
         let request = SetRequest {
             key: key.to_string(),
             value: value.to_string(),
             ttl_seconds: None,
         };
-        client
+        self.client_for(key_index)
             .set(request)
             .await
             .map(|_| Outcome::Done)
