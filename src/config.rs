@@ -20,6 +20,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("LISTEN_ADDR", "0.0.0.0:<port of ADDR>", "the socket address to listen on; when it names one IP, node-to-node calls are sent from it"),
     ("PEERS", "", "comma-separated addresses of the other nodes (a missing port means 8080; ADDR itself is ignored)"),
     ("NUM_SHARDS", "4 x cores, a power of two", "cache shards per node"),
+    ("WORKER_THREADS", "the cores available to the process", "threads serving calls; set it to the container's CPU limit, or lower when other busy processes share the cores"),
     ("CAPACITY", "1000000", "maximum entries per node, tombstones included"),
     ("CAPACITY_BYTES", "268435456", "maximum bytes of keys and values per node (plus 96 bytes per entry)"),
     ("TTL", "3600", "default time to live of an entry, in seconds"),
@@ -69,6 +70,7 @@ pub struct Config {
     pub rpc_timeout: Duration,
     pub rate_limit: u32,
     pub rate_limit_burst: u32,
+    pub worker_threads: usize,
     pub replication_factor: usize,
     /// 0 = a majority of N.
     pub write_quorum: usize,
@@ -112,6 +114,7 @@ struct Raw {
     rpc_timeout: Option<String>,
     rate_limit: Option<String>,
     rate_limit_burst: Option<String>,
+    worker_threads: Option<String>,
     replication_factor: Option<String>,
     write_quorum: Option<String>,
     read_quorum: Option<String>,
@@ -198,6 +201,7 @@ impl Config {
             rate_limit,
             rate_limit_burst: number("RATE_LIMIT_BURST", &raw.rate_limit_burst, rate_limit.max(1) as usize, 1..=u32::MAX as usize)?
                 as u32,
+            worker_threads: number("WORKER_THREADS", &raw.worker_threads, cores(), 1..=1_024)?,
             replication_factor,
             write_quorum: quorum("WRITE_QUORUM", &raw.write_quorum, replication_factor)?,
             read_quorum: quorum("READ_QUORUM", &raw.read_quorum, replication_factor)?,
@@ -271,9 +275,13 @@ fn invalid(variable: &'static str, value: &str, expected: &str) -> ConfigError {
     ConfigError { variable, value: value.to_string(), expected: expected.to_string() }
 }
 
+/// The cores this process may use (cgroup CPU quotas included).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get())
+}
+
 fn default_shards() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    (cores * 4).next_power_of_two()
+    (cores() * 4).next_power_of_two()
 }
 
 fn number(

@@ -41,8 +41,17 @@ fn load_config() -> Result<Config, String> {
     Config::from_env().map_err(|error| error.to_string())
 }
 
+/// The subcommands' runtime: one thread is plenty for one call.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the tokio runtime starts")
+}
+
+fn node_runtime(worker_threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
 }
 
 fn run_node() -> ExitCode {
@@ -54,7 +63,7 @@ fn run_node() -> ExitCode {
         }
     };
     let (log, log_guard) = logging::init(&config.log_format, config.log_level);
-    let outcome = runtime().block_on(node::run(config, log.clone(), stop_signal()));
+    let outcome = node_runtime(config.worker_threads).block_on(node::run(config, log.clone(), stop_signal()));
     let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -16,6 +16,7 @@ fn defaults_make_a_single_node_on_localhost_8080() {
     assert_eq!(config.rpc_timeout, Duration::from_secs(5));
     assert_eq!(config.max_clock_skew, Duration::from_millis(500));
     assert_eq!((config.rate_limit, config.rate_limit_burst), (100_000, 100_000));
+    assert_eq!(config.worker_threads, std::thread::available_parallelism().unwrap().get());
     assert_eq!(config.effective_quorums(), (1, 1));
     assert!(config.num_shards.is_power_of_two());
     assert_eq!(config.log_format, LogFormat::Json);
@@ -41,6 +42,7 @@ fn good_values_of_every_variable_are_taken() {
         ("RPC_TIMEOUT", "750ms"),
         ("RATE_LIMIT", "10"),
         ("RATE_LIMIT_BURST", "20"),
+        ("WORKER_THREADS", "3"),
         ("REPLICATION_FACTOR", "5"),
         ("WRITE_QUORUM", "4"),
         ("READ_QUORUM", "majority"),
@@ -67,6 +69,7 @@ fn good_values_of_every_variable_are_taken() {
     assert_eq!((config.max_recv_msg_size, config.max_send_msg_size), (2_048, 4_096));
     assert_eq!(config.rpc_timeout, Duration::from_millis(750));
     assert_eq!((config.rate_limit, config.rate_limit_burst), (10, 20));
+    assert_eq!(config.worker_threads, 3);
     assert_eq!((config.replication_factor, config.write_quorum, config.read_quorum), (5, 4, 0));
     assert_eq!(config.effective_replication(), 3, "capped at the three members");
     assert_eq!(config.effective_quorums(), (2, 3));
@@ -106,6 +109,8 @@ fn bad_values_name_the_variable_the_value_and_what_is_allowed() {
         ("RPC_TIMEOUT", "5m", r#"RPC_TIMEOUT must be a positive number of seconds"#),
         ("RATE_LIMIT", "-1", r#"RATE_LIMIT must be an integer from 0 to 4294967295, got "-1""#),
         ("RATE_LIMIT_BURST", "0", r#"RATE_LIMIT_BURST must be an integer from 1 to 4294967295, got "0""#),
+        ("WORKER_THREADS", "0", r#"WORKER_THREADS must be an integer from 1 to 1024, got "0""#),
+        ("WORKER_THREADS", "two", r#"WORKER_THREADS must be an integer from 1 to 1024, got "two""#),
         ("REPLICATION_FACTOR", "0", r#"REPLICATION_FACTOR must be an integer from 1 to 32, got "0""#),
         ("WRITE_QUORUM", "4", r#"WRITE_QUORUM must be "majority" or an integer from 1 to REPLICATION_FACTOR (3), got "4""#),
         ("READ_QUORUM", "most", r#"READ_QUORUM must be "majority" or an integer from 1 to REPLICATION_FACTOR (3), got "most""#),
