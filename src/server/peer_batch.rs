@@ -26,8 +26,9 @@ use tonic::transport::Channel;
 /// Batches on the wire to one peer at a time: a bound on what a stalled link can
 /// hold, high enough that a slow but working link does not queue calls.
 const MAX_BATCHES_IN_FLIGHT: usize = 64;
-/// Items in one batch (the server accepts up to `server::peer::MAX_BATCH_ITEMS`).
-const MAX_BATCH_ITEMS: usize = 128;
+/// Most items this node puts in one batch (a peer accepts up to
+/// `server::peer::MAX_BATCH_ITEMS`).
+const ITEMS_PER_BATCH: usize = 128;
 
 type Answer = Result<WriteResponse, PeerError>;
 
@@ -71,7 +72,7 @@ async fn send_batches(
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         tokio::task::yield_now().await;
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_ITEMS {
+        while batch.len() < ITEMS_PER_BATCH {
             match queue.try_recv() {
                 Ok(queued) => batch.push(queued),
                 Err(_) => break,
