@@ -20,7 +20,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("LISTEN_ADDR", "0.0.0.0:<port of ADDR>", "the socket address to listen on; when it names one IP, node-to-node calls are sent from it"),
     ("PEERS", "", "comma-separated addresses of the other nodes (a missing port means 8080; ADDR itself is ignored)"),
     ("NUM_SHARDS", "4 x cores, a power of two", "cache shards per node"),
-    ("WORKER_THREADS", "the cores available to the process", "threads serving calls; set it to the container's CPU limit, or lower when other busy processes share the cores"),
+    ("WORKER_THREADS", "the cores available to the process", "threads serving calls; 1 runs a single-threaded runtime, the cheapest per call; set it to the container's CPU limit, or lower when other busy processes share the cores"),
     ("CAPACITY", "1000000", "maximum entries per node, tombstones included"),
     ("CAPACITY_BYTES", "268435456", "maximum bytes of keys and values per node (plus 96 bytes per entry)"),
     ("TTL", "3600", "default time to live of an entry, in seconds"),

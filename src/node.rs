@@ -270,6 +270,14 @@ fn accepted_without_delay(listener: tokio::net::TcpListener) -> tonic::transport
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// The runtime the node actually runs on: WORKER_THREADS=1 is a current-thread one.
+fn runtime_flavor() -> &'static str {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
+        _ => "multi_thread",
+    }
+}
+
 fn log_start(config: &Config, log: &Logger, local_addr: SocketAddr, core: &Core) {
     let (read_quorum, write_quorum) = config.effective_quorums();
     let replication = core.coordinator.ring().replication();
@@ -284,6 +292,8 @@ fn log_start(config: &Config, log: &Logger, local_addr: SocketAddr, core: &Core)
         "read_quorum" => read_quorum,
         "write_quorum" => write_quorum,
         "rate_limit" => config.rate_limit,
+        "worker_threads" => config.worker_threads,
+        "runtime" => runtime_flavor(),
         "version" => env!("CARGO_PKG_VERSION"));
     if read_quorum + write_quorum <= replication {
         error!(log, "READ_QUORUM + WRITE_QUORUM <= N: reads may miss acknowledged writes or return stale \

@@ -12,7 +12,18 @@ use support::proxy::Proxy;
 use support::{Node, free_ports};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_slow_in_flight_calls_finish_then_exits_0() {
+async fn sigterm_lets_slow_in_flight_calls_finish_then_exits_0_on_a_work_stealing_runtime() {
+    drain_with_calls_in_flight("2", "multi_thread").await;
+}
+
+/// WORKER_THREADS=1 runs the node on a current-thread runtime: the drain, the
+/// signal handling and the probes must not depend on a second worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_slow_in_flight_calls_finish_then_exits_0_on_a_single_thread() {
+    drain_with_calls_in_flight("1", "current_thread").await;
+}
+
+async fn drain_with_calls_in_flight(worker_threads: &str, runtime: &str) {
     let ports = free_ports(3);
     let metrics = format!("127.0.0.1:{}", ports[2]);
     let a = format!("127.0.0.1:{}", ports[0]);
@@ -21,10 +32,13 @@ async fn sigterm_lets_slow_in_flight_calls_finish_then_exits_0() {
     // B is known to the cluster by the proxy's address, and listens behind it.
     let b = format!("127.0.0.1:{}", proxy.port);
     let quorums = [("REPLICATION_FACTOR", "2"), ("WRITE_QUORUM", "2"), ("READ_QUORUM", "1")];
-    let mut node_a = Node::spawn(&[&[("ADDR", a.as_str()), ("PEERS", b.as_str()), ("SHUTDOWN_TIMEOUT", "10"), ("RPC_TIMEOUT", "10"), ("METRICS_ADDR", metrics.as_str())][..], &quorums].concat());
+    let mut node_a = Node::spawn(&[&[("ADDR", a.as_str()), ("PEERS", b.as_str()), ("SHUTDOWN_TIMEOUT", "10"), ("RPC_TIMEOUT", "10"), ("METRICS_ADDR", metrics.as_str()), ("WORKER_THREADS", worker_threads)][..], &quorums].concat());
     let node_b = Node::spawn(&[&[("ADDR", b.as_str()), ("LISTEN_ADDR", b_listen.as_str()), ("PEERS", a.as_str())][..], &quorums].concat());
     node_a.wait_serving().await;
     node_b.wait_serving().await;
+    let runtime_logged = format!(r#""runtime":"{runtime}""#);
+    let on_runtime = format!("WORKER_THREADS={worker_threads} logs the {runtime} runtime");
+    support::eventually(Duration::from_secs(5), &on_runtime, || async { node_a.log().contains(&runtime_logged) }).await;
     let client = node_a.client().await;
     support::eventually(Duration::from_secs(10), "the pair serves", || {
         let mut client = client.clone();

@@ -29,6 +29,11 @@ use std::time::Duration;
 use targets::{Route, Target, TargetKind, TargetSpec};
 use workload::{Distribution, Workload};
 
+/// The same allocator as the node (see the node's `main.rs`), so that the echo
+/// ceiling and the node pay the same for their buffers, and the generator less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "quorum-cache-bench",
