@@ -8,6 +8,7 @@
 //! stall delays and counts against every call that should have gone out during
 //! it (no coordinated omission). At most C calls are in flight, so a system that
 //! cannot keep up shows growing latency rather than unbounded queues in the bench.
+//! The CPU readings (`cpu`) are taken at the window's opening and closing.
 //! Does not own: what a call is (`targets`, `workload`) or the report.
 
 use crate::progress::{self, Counters};
@@ -28,6 +29,8 @@ pub struct Plan {
     /// Prefix of the progress lines.
     pub label: String,
     pub seed: u64,
+    /// Whose CPU time the measured window is charged with.
+    pub cpu: crate::cpu::Watch,
 }
 
 pub struct Measurement {
@@ -37,6 +40,8 @@ pub struct Measurement {
     /// From the end of the warm-up until the last client finished (the window
     /// plus the tail of the calls still in flight at its end).
     pub elapsed: Duration,
+    /// CPU used during the window, or why it could not be read.
+    pub cpu: Result<crate::cpu::Spent, String>,
 }
 
 pub struct PreloadSummary {
@@ -104,6 +109,8 @@ pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Meas
     };
     let counters = Arc::new(Counters::default());
     let reporter = progress::spawn_reporter(plan.label.clone(), Arc::clone(&counters), started, measure_from);
+    let watch = plan.cpu.clone();
+    let cpu = tokio::spawn(async move { watch.spent_between(measure_from, window.end).await });
     let mut tasks = Vec::with_capacity(clients);
     for index in 0..clients {
         let client = Client {
@@ -124,10 +131,12 @@ pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Meas
         recorder.merge(&task.await.expect("a client does not panic"));
     }
     reporter.abort();
+    let elapsed = Instant::now().saturating_duration_since(measure_from);
     Measurement {
         recorder,
         window: plan.duration,
-        elapsed: Instant::now().saturating_duration_since(measure_from),
+        elapsed,
+        cpu: cpu.await.unwrap_or_else(|error| Err(format!("the CPU reader failed: {error}"))),
     }
 }
 

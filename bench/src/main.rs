@@ -6,9 +6,10 @@
 //! `report`, `memory`) or protocol (`targets`, `echo_server`).
 //!
 //! Modules: `rng`, `zipf`, `workload` (what to ask), `targets` (whom, and how),
-//! `driver` (when), `recorder` and `progress` (what was seen), `report`
+//! `driver` (when), `recorder`, `progress` and `cpu` (what was seen), `report`
 //! (telling it), `echo_server`, `memory`.
 
+mod cpu;
 mod driver;
 mod echo_server;
 mod memory;
@@ -119,6 +120,10 @@ struct RunArgs {
     /// Prefix of the progress lines (default: the target's name).
     #[arg(long)]
     label: Option<String>,
+    /// PIDs of the server processes, comma-separated (Linux): their CPU time during
+    /// the measured window is reported per operation, next to the generator's own.
+    #[arg(long, value_delimiter = ',')]
+    server_pids: Vec<u32>,
 }
 
 #[derive(Args)]
@@ -187,6 +192,10 @@ async fn run(args: RunArgs, threads: usize) -> Result<(), String> {
         args.read_ratio,
         args.distribution,
     ));
+    let cpu = cpu::Watch {
+        server_pids: args.server_pids.clone(),
+    };
+    cpu.check().map_err(|error| format!("--server-pids: {error}"))?;
     let spec = TargetSpec {
         kind: args.target,
         members: if args.members.is_empty() {
@@ -225,6 +234,7 @@ async fn run(args: RunArgs, threads: usize) -> Result<(), String> {
         op_timeout,
         label,
         seed: 42,
+        cpu,
     };
     let measurement = driver::run(&target, &workload, &plan).await;
     let settings = report::RunSettings {

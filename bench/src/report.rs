@@ -1,7 +1,7 @@
 //! The results of one `run`: a serializable summary and its text form.
 //!
 //! Owns: turning a `Measurement` into numbers (throughput, percentiles in
-//! microseconds, errors by kind) and printing them. Does not own: measuring.
+//! microseconds, errors by kind, CPU per operation) and printing them. Does not own: measuring.
 
 use crate::driver::{Measurement, PreloadSummary};
 use hdrhistogram::Histogram;
@@ -71,6 +71,51 @@ pub struct Preload {
     pub seconds: f64,
 }
 
+/// CPU time during the measured window (see `cpu`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    /// Server processes named with `--server-pids` (0: none, and no server figures).
+    pub server_processes: usize,
+    /// Their CPU time per successful operation, in microseconds.
+    pub server_us_per_op: Option<f64>,
+    /// Cores they kept busy, on average over the window.
+    pub server_cores: Option<f64>,
+    pub generator_us_per_op: Option<f64>,
+    pub generator_cores: f64,
+}
+
+impl CpuUse {
+    fn of(spent: &crate::cpu::Spent, ops: u64) -> Self {
+        let window_s = spent.window.as_secs_f64();
+        let per_op = |cpu: std::time::Duration| (ops > 0).then(|| cpu.as_secs_f64() * 1e6 / ops as f64);
+        let cores = |cpu: std::time::Duration| if window_s > 0.0 { cpu.as_secs_f64() / window_s } else { 0.0 };
+        Self {
+            server_processes: spent.server_processes,
+            server_us_per_op: spent.servers.and_then(per_op),
+            server_cores: spent.servers.map(cores),
+            generator_us_per_op: per_op(spent.generator),
+            generator_cores: cores(spent.generator),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let per_op = |us: Option<f64>| us.map_or_else(|| "-".to_string(), |us| format!("{us:.1}"));
+        let servers = match self.server_cores {
+            Some(cores) => format!(
+                "servers {} µs/op, {cores:.2} cores ({} processes)",
+                per_op(self.server_us_per_op),
+                self.server_processes
+            ),
+            None => "servers not measured (no --server-pids)".to_string(),
+        };
+        format!(
+            "{servers} | generator {} µs/op, {:.2} cores",
+            per_op(self.generator_us_per_op),
+            self.generator_cores
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub settings: RunSettings,
@@ -88,6 +133,10 @@ pub struct Report {
     pub get_latency_us: Option<Percentiles>,
     pub set_latency_us: Option<Percentiles>,
     pub preload: Option<Preload>,
+    /// CPU per operation over the measured window; `None` when it could not be
+    /// read, with the reason in `cpu_unavailable`.
+    pub cpu: Option<CpuUse>,
+    pub cpu_unavailable: Option<String>,
 }
 
 impl Report {
@@ -98,6 +147,10 @@ impl Report {
         // many start as finish, and this does not depend on how long the tail takes.
         let window_s = measurement.window.as_secs_f64();
         let ops = recorder.all.len();
+        let (cpu, cpu_unavailable) = match &measurement.cpu {
+            Ok(spent) => (Some(CpuUse::of(spent, ops)), None),
+            Err(reason) => (None, Some(reason.clone())),
+        };
         Self {
             settings,
             ops,
@@ -122,6 +175,8 @@ impl Report {
                 errors: preload.errors,
                 seconds: preload.elapsed.as_secs_f64(),
             }),
+            cpu,
+            cpu_unavailable,
         }
     }
 
@@ -196,6 +251,11 @@ impl Report {
                 );
             }
         }
+        let cpu = match (&self.cpu, &self.cpu_unavailable) {
+            (Some(cpu), _) => cpu.to_text(),
+            (None, reason) => format!("not measured: {}", reason.as_deref().unwrap_or("unknown")),
+        };
+        let _ = writeln!(text, "cpu        {cpu}");
         text
     }
 }

@@ -162,8 +162,9 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
     let json = |name: &str| work_dir.join(format!("{name}.json"));
 
     let echo_port = free_port();
-    let _echo = start_echo_server(echo_port);
+    let echo = start_echo_server(echo_port);
     let echo_addr = format!("127.0.0.1:{echo_port}");
+    let echo_pid = echo.0.id().to_string();
     // Few keys: a debug-built node preloads them in well under a second.
     let short = [
         "--duration",
@@ -188,6 +189,8 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
                 &echo_addr,
                 "--read-ratio",
                 "50",
+                "--server-pids",
+                &echo_pid,
             ][..],
             &short,
         ]
@@ -197,6 +200,11 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
     assert_ran(&closed, "echo, closed loop");
     assert_eq!(errors(&closed), 0, "the echo server never fails: {closed}");
     assert_eq!(closed["settings"]["mode"], "closed");
+    let cpu = &closed["cpu"];
+    assert_eq!(cpu["server_processes"], 1, "one server PID was given: {cpu}");
+    for figure in ["server_us_per_op", "server_cores", "generator_us_per_op", "generator_cores"] {
+        assert!(cpu[figure].as_f64().unwrap_or(0.0) > 0.0, "{figure} is not a positive number: {cpu}");
+    }
 
     let open = bench(
         &[
@@ -209,6 +217,9 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
     assert_ran(&open, "echo, open loop");
     assert_eq!(errors(&open), 0, "the echo server never fails: {open}");
     assert_eq!(open["settings"]["mode"], "open");
+    assert_eq!(open["cpu"]["server_processes"], 0, "no server PID was given: {open}");
+    assert!(open["cpu"]["server_us_per_op"].is_null(), "no server, no server figure: {open}");
+    assert!(open["cpu"]["generator_us_per_op"].as_f64().unwrap_or(0.0) > 0.0, "{open}");
 
     let node_port = free_port();
     let node = start_node(node_port, &work_dir);
@@ -273,4 +284,31 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
     assert_eq!(memory["quorum_cache"]["all_retained"], true, "{memory}");
 
     let _ = std::fs::remove_dir_all(&work_dir);
+}
+
+/// A `--server-pids` that names no running process, or is not a number, fails
+/// before any call is sent, says which value is wrong, and writes no results.
+#[test]
+fn bad_server_pids_are_refused_before_the_run() {
+    let echo_port = free_port();
+    let _echo = start_echo_server(echo_port);
+    let echo_addr = format!("127.0.0.1:{echo_port}");
+    let json = std::env::temp_dir().join(format!("quorum-cache-bench-bad-pids-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json);
+    for (pids, expected) in [
+        ("4294967295", "--server-pids: server process 4294967295: cannot read /proc/4294967295/stat"),
+        ("12ab", "invalid value '12ab' for '--server-pids"),
+    ] {
+        let output = Command::new(BENCH)
+            .args(["run", "--target", "echo", "--addrs", &echo_addr, "--duration", "5", "--server-pids", pids])
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .expect("the bench runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--server-pids {pids} was accepted:\n{stderr}");
+        assert!(stderr.contains(expected), "--server-pids {pids}: expected {expected:?} in:\n{stderr}");
+        assert!(!stderr.contains("ops/s"), "--server-pids {pids}: the run started anyway:\n{stderr}");
+        assert!(!json.exists(), "--server-pids {pids}: results were written");
+    }
 }
