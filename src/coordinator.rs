@@ -197,14 +197,23 @@ impl Coordinator {
         Ok(Some(found))
     }
 
-    /// The key's replicas, this node first when it is one of them.
+    /// The key's replicas in the order they are asked: this node first when it
+    /// is one of them, then each by how far it follows this node in the sorted
+    /// member list, wrapping around. Any R replicas make a quorum, so the order
+    /// only decides who is asked first; a node-wide order instead of the key's
+    /// ring order sends a node's calls to the same peer, where they share
+    /// batches (with 3 nodes, A asks B, B asks C and C asks A, for every key),
+    /// and each node is still the first choice of as many nodes as any other.
     fn replicas_of(&self, key: &[u8]) -> Result<Vec<NodeId>, CoordinatorError> {
         let mut replicas: Vec<NodeId> = self.ring.replicas(key).into_iter().cloned().collect();
         if replicas.is_empty() {
             return Err(CoordinatorError::NoReplicas);
         }
-        if let Some(position) = replicas.iter().position(|node| node == self.replica.id()) {
-            replicas.swap(0, position);
+        let members = self.ring.nodes();
+        if let Ok(me) = members.binary_search(self.replica.id()) {
+            let after_me =
+                |node: &NodeId| members.binary_search(node).map_or(usize::MAX, |at| (at + members.len() - me) % members.len());
+            replicas.sort_by_key(after_me);
         }
         Ok(replicas)
     }

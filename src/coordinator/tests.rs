@@ -437,3 +437,24 @@ async fn a_silent_replica_is_passed_over_long_before_the_rpc_timeout() {
         cluster.net.set_fault(silent, Fault::None);
     }
 }
+
+/// Each node asks the same peer first whatever the key (the next member after
+/// it, wrapping around), so that its calls share batches; and every node is
+/// the first choice of exactly one other, so the load stays even.
+#[tokio::test(start_paused = true)]
+async fn every_key_is_read_from_the_same_next_member() {
+    let cluster = Cluster::new(3);
+    let keys: Vec<Bytes> = (0..40).map(|n| Bytes::from(format!("key-{n}"))).collect();
+    for (coordinator, preferred) in [("node1", "node2"), ("node2", "node3"), ("node3", "node1")] {
+        let coordinator = cluster.coordinator(coordinator);
+        let before: Vec<u64> = cluster.names.iter().map(|name| cluster.net.received(name).0).collect();
+        for key in &keys {
+            assert_eq!(coordinator.get(key.clone()).await.unwrap(), None);
+        }
+        for (name, before) in cluster.names.iter().zip(before) {
+            let reads = cluster.net.received(name).0 - before;
+            let expected = if name == preferred { keys.len() as u64 } else { 0 };
+            assert_eq!(reads, expected, "reads of {} keys that reached {name}", keys.len());
+        }
+    }
+}
