@@ -243,8 +243,7 @@ async fn a_known_broken_configuration_is_caught() {
     let run = run_mix(5, Mix::Partitions, &broken, run_time().min(Duration::from_secs(30))).await;
     report(Mix::Partitions, &run);
     let failure = history::verdict(&run.history, "consistency-broken-quorums")
-        .err()
-        .expect("R = W = 1 under partitions must produce a stale read the checker catches");
+        .expect_err("R = W = 1 under partitions must produce a stale read the checker catches");
     assert!(failure.proven, "a proven violation, not an undecided search: {}", failure.explanation);
     println!("caught, as it must be: {}", failure.explanation);
 }
