@@ -1,14 +1,18 @@
 //! Structured logs with slog: JSON (default) or text on stdout, written by a
 //! background thread, with the records of tonic, h2, hyper and tower (which log
-//! through `tracing` → `log`) bridged in and kept only at warning and above
-//! unless LOG_LEVEL is trace.
+//! through `tracing`; `tracing_bridge` hands them to `log`, slog-stdlog to slog)
+//! bridged in and kept only at warning and above unless LOG_LEVEL is trace.
 //!
-//! Owns: building the root logger and the guard that flushes it at exit.
+//! Owns: building the root logger, installing the bridges, and the guard that
+//! flushes the logger at exit.
 //! Does not own: what is logged (one line per event worth knowing, never one per
 //! request at info level: that is each module's discipline).
 
+mod tracing_bridge;
+
 use crate::config::LogFormat;
 use slog::{Drain, Level, Logger, o};
+use tracing::level_filters::LevelFilter;
 
 /// Keeps the log thread alive; dropping it flushes every pending record.
 pub struct LogGuard {
@@ -59,6 +63,13 @@ pub fn init(format: &LogFormat, level: Level) -> (Logger, LogGuard) {
     // record: records LevelByOrigin would drop anyway must not be built at all
     // (at Trace, h2's per-frame records cost a sixth of a busy node's CPU).
     log::set_max_level(bridge_level(level).to_level_filter());
+    // The same level for `tracing`, whose call sites then decide once, not per call.
+    let tracing_level = match bridge_level(level) {
+        log::Level::Trace => LevelFilter::TRACE,
+        _ => LevelFilter::WARN,
+    };
+    let events_to_log = tracing_bridge::EventsToLog::new(tracing_level, tracing_bridge::to_log_crate);
+    let _ = tracing::subscriber::set_global_default(events_to_log);
     (logger, LogGuard { _async: async_guard, _scope: scope_guard })
 }
 
