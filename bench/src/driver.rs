@@ -4,13 +4,14 @@
 //! Owns: scheduling and timing of calls. Closed loop: each of C clients sends its
 //! next call as soon as the previous one answers. Open loop (`--rate R`): the
 //! calls follow a fixed schedule (client i sends its k-th call at
-//! start + (i + k*C)/R), and latency is taken from the *intended* send time, so a
+//! start + (i + k*C)/R, released by `pacer` to within its tick), and latency is taken from the *intended* send time, so a
 //! stall delays and counts against every call that should have gone out during
 //! it (no coordinated omission). At most C calls are in flight, so a system that
 //! cannot keep up shows growing latency rather than unbounded queues in the bench.
 //! The CPU readings (`cpu`) are taken at the window's opening and closing.
 //! Does not own: what a call is (`targets`, `workload`) or the report.
 
+use crate::pacer::{Pacer, Schedule};
 use crate::progress::{self, Counters};
 use crate::recorder::Recorder;
 use crate::targets::{OpError, Outcome, Session, Target};
@@ -96,8 +97,9 @@ pub async fn preload(
 }
 
 /// Runs the warm-up and the measured window; only calls *started* (or, open-loop,
-/// *scheduled*) inside the window are recorded.
-pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Measurement {
+/// *scheduled*) inside the window are recorded. Fails only when the open loop's
+/// pacer cannot be started.
+pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Result<Measurement, String> {
     let clients = plan.clients.max(1);
     // A short head start so that every client task exists before the schedule begins.
     let started = Instant::now() + Duration::from_millis(20);
@@ -107,6 +109,7 @@ pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Meas
         measure_from,
         end: measure_from + plan.duration,
     };
+    let pacing = open_loop_pacing(plan.rate, clients, window)?;
     let counters = Arc::new(Counters::default());
     let reporter = progress::spawn_reporter(plan.label.clone(), Arc::clone(&counters), started, measure_from);
     let watch = plan.cpu.clone();
@@ -115,8 +118,7 @@ pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Meas
     for index in 0..clients {
         let client = Client {
             index,
-            clients,
-            rate: plan.rate,
+            pacing: pacing.clone(),
             window,
             session: target.session(index),
             workload: Arc::clone(workload),
@@ -132,12 +134,22 @@ pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Meas
     }
     reporter.abort();
     let elapsed = Instant::now().saturating_duration_since(measure_from);
-    Measurement {
+    Ok(Measurement {
         recorder,
         window: plan.duration,
         elapsed,
         cpu: cpu.await.unwrap_or_else(|error| Err(format!("the CPU reader failed: {error}"))),
+    })
+}
+
+/// Open loop (`rate` > 0): the schedule of the run and its pacer; closed loop: none.
+fn open_loop_pacing(rate: f64, clients: usize, window: Window) -> Result<Option<(Schedule, Arc<Pacer>)>, String> {
+    if rate <= 0.0 {
+        return Ok(None);
     }
+    let schedule = Schedule { started: window.started, rate, clients, end: window.end };
+    let pacer = Pacer::start(schedule).map_err(|error| format!("cannot start the open loop's pacer thread: {error}"))?;
+    Ok(Some((schedule, Arc::new(pacer))))
 }
 
 #[derive(Clone, Copy)]
@@ -149,8 +161,8 @@ struct Window {
 
 struct Client {
     index: usize,
-    clients: usize,
-    rate: f64,
+    /// Open loop: the schedule and what releases the calls on it.
+    pacing: Option<(Schedule, Arc<Pacer>)>,
     window: Window,
     session: Session,
     workload: Arc<Workload>,
@@ -167,15 +179,15 @@ impl Client {
         let mut recorder = Recorder::new();
         tokio::time::sleep_until(self.window.started.into()).await;
         for call in 0u64.. {
-            let intended = match self.intended_send(call) {
-                Some(intended) => {
-                    tokio::time::sleep_until(intended.into()).await;
-                    intended
-                }
+            let intended = match &self.pacing {
+                Some((schedule, _)) => schedule.intended(self.index, call),
                 None => Instant::now(),
             };
             if intended >= self.window.end {
                 break;
+            }
+            if let Some((_, pacer)) = &self.pacing {
+                pacer.wait_until(self.index, intended).await;
             }
             let op = self.workload.next_op(&mut rng);
             let result = execute(&mut self.session, &self.workload, op, self.op_timeout).await;
@@ -186,15 +198,6 @@ impl Client {
             }
         }
         recorder
-    }
-
-    /// Open loop: when the `call`-th call of this client is due. Computed from
-    /// the start each time rather than accumulated, so rounding does not drift.
-    fn intended_send(&self, call: u64) -> Option<Instant> {
-        (self.rate > 0.0).then(|| {
-            let slot = self.index as f64 + call as f64 * self.clients as f64;
-            self.window.started + Duration::from_secs_f64(slot / self.rate)
-        })
     }
 }
 

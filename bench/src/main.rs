@@ -13,6 +13,7 @@ mod cpu;
 mod driver;
 mod echo_server;
 mod memory;
+mod pacer;
 mod progress;
 mod recorder;
 mod report;
@@ -236,7 +237,7 @@ async fn run(args: RunArgs, threads: usize) -> Result<(), String> {
         seed: 42,
         cpu,
     };
-    let measurement = driver::run(&target, &workload, &plan).await;
+    let measurement = driver::run(&target, &workload, &plan).await?;
     let settings = report::RunSettings {
         target: args.target,
         addrs: args.addrs,
