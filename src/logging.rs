@@ -12,7 +12,6 @@ mod tracing_bridge;
 
 use crate::config::LogFormat;
 use slog::{Drain, Level, Logger, o};
-use tracing::level_filters::LevelFilter;
 
 /// Keeps the log thread alive; dropping it flushes every pending record.
 pub struct LogGuard {
@@ -64,10 +63,7 @@ pub fn init(format: &LogFormat, level: Level) -> (Logger, LogGuard) {
     // (at Trace, h2's per-frame records cost a sixth of a busy node's CPU).
     log::set_max_level(bridge_level(level).to_level_filter());
     // The same level for `tracing`, whose call sites then decide once, not per call.
-    let tracing_level = match bridge_level(level) {
-        log::Level::Trace => LevelFilter::TRACE,
-        _ => LevelFilter::WARN,
-    };
+    let tracing_level = tracing_bridge::level_filter(bridge_level(level));
     let events_to_log = tracing_bridge::EventsToLog::new(tracing_level, tracing_bridge::to_log_crate);
     let _ = tracing::subscriber::set_global_default(events_to_log);
     (logger, LogGuard { _async: async_guard, _scope: scope_guard })

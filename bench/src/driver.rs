@@ -4,10 +4,11 @@
 //! Owns: scheduling and timing of calls. Closed loop: each of C clients sends its
 //! next call as soon as the previous one answers. Open loop (`--rate R`): the
 //! calls follow a fixed schedule (client i sends its k-th call at
-//! start + (i + k*C)/R, released by `pacer` to within its tick), and latency is taken from the *intended* send time, so a
-//! stall delays and counts against every call that should have gone out during
-//! it (no coordinated omission). At most C calls are in flight, so a system that
-//! cannot keep up shows growing latency rather than unbounded queues in the bench.
+//! start + (i + k*C)/R, released by `pacer` to within its tick), and latency is
+//! taken from the *intended* send time, so a stall delays and counts against every
+//! call that should have gone out during it (no coordinated omission). At most C
+//! calls are in flight, so a system that cannot keep up shows growing latency
+//! rather than unbounded queues in the bench.
 //! The CPU readings (`cpu`) are taken at the window's opening and closing.
 //! Does not own: what a call is (`targets`, `workload`) or the report.
 

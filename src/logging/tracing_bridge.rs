@@ -95,6 +95,17 @@ fn log_level(level: Level) -> log::Level {
     }
 }
 
+/// The `tracing` filter that lets through what `log` lets through at `level`.
+pub fn level_filter(level: log::Level) -> LevelFilter {
+    match level {
+        log::Level::Error => LevelFilter::ERROR,
+        log::Level::Warn => LevelFilter::WARN,
+        log::Level::Info => LevelFilter::INFO,
+        log::Level::Debug => LevelFilter::DEBUG,
+        log::Level::Trace => LevelFilter::TRACE,
+    }
+}
+
 /// An event's `message` field first, then its other fields as `key=value`.
 #[derive(Default)]
 struct MessageThenFields {
