@@ -42,7 +42,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("LOG_LEVEL", "info", "trace, debug, info, warning, error or critical"),
     ("LOG_FORMAT", "json", "json or text"),
     ("CLOCK_OFFSET", "0", "TEST ONLY: shifts this node's clock by this many milliseconds (may be negative)"),
-    ("UNSAFE_SKIP_VERSION_QUERY", "false", "TEST ONLY: skip the write's first phase (breaks consistency)"),
+    ("UNSAFE_SKIP_VERSION_QUERY", "false", "TEST ONLY: stamp writes from the local clock, never asking the replicas (breaks consistency)"),
     ("UNSAFE_SKIP_READ_REPAIR", "false", "TEST ONLY: skip the read's write-back (breaks consistency)"),
     ("UNSAFE_IGNORE_WATERMARKS", "false", "TEST ONLY: trust replicas that forgot (breaks consistency)"),
 ];

@@ -1,8 +1,11 @@
 //! Quorum reads and writes: the ABD register, adapted to a cache that forgets.
 //!
-//! Owns: the two phases of a write (ask R replicas for the version they hold or
+//! Owns: the write: with W = 2 and this node a replica, one optimistic round
+//! (stamp a version above what this node holds, send it to the others, apply and
+//! answer once one of them stored that very version); otherwise, or when every
+//! peer refused it, the two phases (ask R replicas for the version they hold or
 //! forgot, stamp one version above the highest, send it to all N, answer once W
-//! hold it or something newer), the read (R answers that vouch for the newest
+//! hold it or something newer). The read (R answers that vouch for the newest
 //! version, and a blocking write-back to W before answering when they disagree),
 //! per-call timeouts, and the errors that say how many replicas answered.
 //! Does not own: the replica rules (`store`, `replica`), transport, input limits.
@@ -46,7 +49,8 @@ pub struct CoordinatorSettings {
 /// Each switch drops one step DESIGN.md calls necessary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UnsafeSwitches {
-    /// Stamp writes from the local clock without asking replicas first.
+    /// Stamp writes from the local clock and count replicas holding that version
+    /// or a newer one: no version query, and no fallback to one when refused.
     pub skip_version_query: bool,
     /// Answer reads without writing the winner back to a quorum.
     pub skip_read_repair: bool,
@@ -97,6 +101,13 @@ pub enum CoordinatorError {
 enum Op {
     Read { digest: bool },
     Write(Record),
+}
+
+/// What the optimistic round gathered, and whether it proved its version ordered
+/// after every write completed before it began (`Coordinator::optimistic_write`).
+struct Optimistic {
+    gathered: Gathered,
+    ordered: bool,
 }
 
 #[derive(Default)]
@@ -220,35 +231,92 @@ impl Coordinator {
 
     async fn write(&self, key: Bytes, value: Option<Bytes>, expires_at_ms: Millis) -> Result<Version, CoordinatorError> {
         let replicas = self.replicas_of(&key)?;
+        let (_, write_quorum) = self.quorums(replicas.len());
+        let record = |version| Record { version, value: value.clone(), expires_at_ms };
+        if self.settings.unsafe_switches.skip_version_query {
+            let version = self.replica.clock().stamp_above(Version::ZERO);
+            let gathered = self.replicate(&key, &replicas, record(version), write_quorum, count_holding).await;
+            return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false);
+        }
+        if !replicas.contains(self.replica.id()) || write_quorum != 2 {
+            return self.two_phase_write(&key, &replicas, record, Version::ZERO).await;
+        }
+        let floor = self.replica.read_local(&key, true).floor();
+        let version = self.replica.clock().stamp_above(floor);
+        let first = self.optimistic_write(&key, &replicas, record(version), write_quorum).await;
+        if first.ordered {
+            if count_holding(&first.gathered.answers, version) >= write_quorum {
+                return Ok(version);
+            }
+            // Ordered but held by fewer than W (this node forgot past it): the
+            // same version again, to all N, never another one.
+            let gathered = self.replicate(&key, &replicas, record(version), write_quorum, count_holding).await;
+            return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, true);
+        }
+        if may_have_applied(&first.gathered, version, count_stored) {
+            return conclude_write(first.gathered, version, write_quorum, replicas.len(), count_stored, false);
+        }
+        if first.gathered.answers.iter().any(|(_, held)| held.held_version() != Some(version)) {
+            self.observer.write_restamped();
+        }
+        // The version was stored nowhere, so a new one cannot make it count twice.
+        let seen = highest_floor(&first.gathered.answers);
+        self.two_phase_write(&key, &replicas, record, seen).await
+    }
+
+    /// Phase 1 (the versions held by R replicas), then phase 2 (a version above
+    /// them and `seen`, to all N, until W hold it or something newer).
+    async fn two_phase_write(
+        &self,
+        key: &Bytes,
+        replicas: &[NodeId],
+        record: impl Fn(Version) -> Record,
+        seen: Version,
+    ) -> Result<Version, CoordinatorError> {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
-        let version = if self.settings.unsafe_switches.skip_version_query {
-            self.replica.clock().stamp_above(Version::ZERO)
-        } else {
-            let floor = self.version_floor(&key, &replicas, read_quorum).await?;
-            self.replica.clock().stamp_above(floor)
-        };
-        let record = Record { version, value, expires_at_ms };
-        let confirmed = |answers: &[(NodeId, Held)]| count_holding(answers, version);
-        let gathered =
-            self.gather(&key, &replicas, Op::Write(record), replicas.len(), |answers| confirmed(answers) >= write_quorum).await;
+        let floor = self.version_floor(key, replicas, read_quorum).await?;
+        let version = self.replica.clock().stamp_above(floor.max(seen));
+        let gathered = self.replicate(key, replicas, record(version), write_quorum, count_holding).await;
         if gathered.answers.iter().any(|(_, held)| held.held_version().is_some_and(|held| held > version)) {
             self.observer.write_met_newer();
         }
-        let confirmed = confirmed(&gathered.answers);
-        if confirmed >= write_quorum {
-            return Ok(version);
+        conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false)
+    }
+
+    /// The optimistic round, for a coordinator that is one of the key's replicas
+    /// and W = 2 (the default with N = 3; other quorums take the two phases). The
+    /// version was stamped above what this node held or forgot of the key, so this
+    /// node is below it; `record` goes to the other replicas, and once W - 1 of
+    /// them stored that very version, W replicas were below it after the write
+    /// began, and it is ordered after every write that completed before (any two
+    /// sets of W replicas meet, and what a replica holds or forgot only grows). Only then is it applied here: a write that reaches no peer
+    /// changes nothing, and may still be stamped anew by the two phases. With
+    /// W = 2 a single peer's store is enough, so a version stored anywhere is
+    /// always ordered: it is never abandoned for another one, which would let a
+    /// reader see the write before and again after a concurrent one.
+    async fn optimistic_write(&self, key: &Bytes, replicas: &[NodeId], record: Record, write_quorum: usize) -> Optimistic {
+        let me = self.replica.id();
+        let others: Vec<NodeId> = replicas.iter().filter(|node| *node != me).cloned().collect();
+        let version = record.version;
+        let mut gathered = self.replicate(key, &others, record.clone(), write_quorum - 1, count_stored).await;
+        let ordered = count_stored(&gathered.answers, version) >= write_quorum - 1;
+        if ordered {
+            gathered.answers.push((me.clone(), self.replica.write_local(key.clone(), record)));
         }
-        let maybe_applied = confirmed > 0 || gathered.failures.iter().any(|(_, error)| error.may_have_applied());
-        if maybe_applied {
-            Err(CoordinatorError::OutcomeUnknown {
-                needed: write_quorum,
-                total: replicas.len(),
-                confirmed,
-                failures: Failures(gathered.failures),
-            })
-        } else {
-            Err(unavailable(write_quorum, replicas.len(), gathered))
-        }
+        Optimistic { gathered, ordered }
+    }
+
+    /// Sends `record` to every replica and gathers until W of them count it.
+    async fn replicate(
+        &self,
+        key: &Bytes,
+        replicas: &[NodeId],
+        record: Record,
+        write_quorum: usize,
+        counted: fn(&[(NodeId, Held)], Version) -> usize,
+    ) -> Gathered {
+        let version = record.version;
+        self.gather(key, replicas, Op::Write(record), replicas.len(), |answers| counted(answers, version) >= write_quorum).await
     }
 
     /// Phase 1 of a write: the highest version (or watermark) among R replicas.
@@ -258,7 +326,7 @@ impl Coordinator {
         if gathered.answers.len() < read_quorum {
             return Err(unavailable(read_quorum, replicas.len(), gathered));
         }
-        Ok(gathered.answers.iter().map(|(_, held)| held.floor()).max().unwrap_or(Version::ZERO))
+        Ok(highest_floor(&gathered.answers))
     }
 
     fn live_answer(&self, answers: &[(NodeId, Held)], candidate: Version) -> Option<Found> {
@@ -456,6 +524,45 @@ fn count_at_or_above(answers: &[(NodeId, Held)], version: Version) -> usize {
 /// the next one lost (a `docker stop` test found exactly that).
 fn count_holding(answers: &[(NodeId, Held)], version: Version) -> usize {
     answers.iter().filter(|(_, held)| held.held_version().is_some_and(|held| held >= version)).count()
+}
+
+/// Replicas that hold `version` itself, so stored it while everything they held
+/// or forgot of the key was below it (the optimistic round's proof of order).
+/// Replicas holding a newer version do not count here: it may come from a write
+/// that completed before this one began.
+fn count_stored(answers: &[(NodeId, Held)], version: Version) -> usize {
+    answers.iter().filter(|(_, held)| held.held_version() == Some(version)).count()
+}
+
+/// The answer to the client once a write's last round is in. `partial`: an
+/// earlier round may have left another version of it somewhere.
+fn conclude_write(
+    gathered: Gathered,
+    version: Version,
+    write_quorum: usize,
+    total: usize,
+    counted: fn(&[(NodeId, Held)], Version) -> usize,
+    partial: bool,
+) -> Result<Version, CoordinatorError> {
+    let confirmed = counted(&gathered.answers, version);
+    if confirmed >= write_quorum {
+        return Ok(version);
+    }
+    if partial || may_have_applied(&gathered, version, counted) {
+        Err(CoordinatorError::OutcomeUnknown { needed: write_quorum, total, confirmed, failures: Failures(gathered.failures) })
+    } else {
+        Err(unavailable(write_quorum, total, gathered))
+    }
+}
+
+/// The highest version any answer held or forgot.
+fn highest_floor(answers: &[(NodeId, Held)]) -> Version {
+    answers.iter().map(|(_, held)| held.floor()).max().unwrap_or(Version::ZERO)
+}
+
+/// Whether a round of writes may have left `version` somewhere.
+fn may_have_applied(gathered: &Gathered, version: Version, counted: fn(&[(NodeId, Held)], Version) -> usize) -> bool {
+    counted(&gathered.answers, version) > 0 || gathered.failures.iter().any(|(_, error)| error.may_have_applied())
 }
 
 fn unavailable(needed: usize, total: usize, gathered: Gathered) -> CoordinatorError {

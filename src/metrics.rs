@@ -83,6 +83,7 @@ pub struct Metrics {
     quorum_failures: Family<ReasonLabels, Counter>,
     read_repairs: Counter,
     writes_met_newer: Counter,
+    writes_restamped: Counter,
     rate_limited: Counter,
     peer_latency: Family<PeerCallLabels, Histogram>,
     peer_errors: Family<PeerErrorLabels, Counter>,
@@ -115,8 +116,14 @@ impl Metrics {
         let writes_met_newer = Counter::default();
         registry.register(
             "writes_met_newer",
-            "Writes that found a newer version on some replica (never retried: one version per write)",
+            "Writes whose final version found a newer one on some replica (a concurrent write won)",
             writes_met_newer.clone(),
+        );
+        let writes_restamped = Counter::default();
+        registry.register(
+            "writes_restamped",
+            "Writes whose optimistic version a replica refused (a clock behind, or a concurrent write), stamped again after asking the replicas",
+            writes_restamped.clone(),
         );
         let rate_limited = Counter::default();
         registry.register("rate_limited", "Client calls refused by the rate limit", rate_limited.clone());
@@ -135,6 +142,7 @@ impl Metrics {
             quorum_failures,
             read_repairs,
             writes_met_newer,
+            writes_restamped,
             rate_limited,
             peer_latency,
             peer_errors,
@@ -181,6 +189,10 @@ impl Observer for Metrics {
 
     fn write_met_newer(&self) {
         self.writes_met_newer.inc();
+    }
+
+    fn write_restamped(&self) {
+        self.writes_restamped.inc();
     }
 
     fn peer_call(&self, peer: &NodeId, op: PeerOp, elapsed: Duration, error: Option<&PeerError>) {

@@ -28,6 +28,9 @@ pub trait Observer: Send + Sync + 'static {
     fn quorum_failed(&self, _reason: QuorumFailure) {}
     /// A replica already held a newer version than the write it was sent.
     fn write_met_newer(&self) {}
+    /// A replica refused a write's optimistic version (it held or forgot a newer
+    /// one), so the write was stamped again after asking for the versions held.
+    fn write_restamped(&self) {}
     fn peer_call(&self, _peer: &NodeId, _op: PeerOp, _elapsed: Duration, _error: Option<&PeerError>) {}
 }
 

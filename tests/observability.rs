@@ -110,6 +110,7 @@ async fn metrics_health_and_status_follow_what_the_cluster_does() {
     assert_eq!(delta(&before, &after, "qc_requests_total{code=INVALID_ARGUMENT,method=Get}"), 1.0);
     assert_eq!(delta(&before, &after, "qc_cache_hits_total{}"), 1.0);
     assert_eq!(delta(&before, &after, "qc_cache_misses_total{}"), 1.0);
+    assert_eq!(delta(&before, &after, "qc_writes_restamped_total{}"), 0.0, "a write on a healthy cluster takes one round");
     assert_eq!(delta(&before, &after, "qc_request_duration_seconds_count{method=Get}"), 3.0);
     assert!(after["qc_entries{}"] >= 1.0);
     for peer in &cluster.nodes[1..] {
@@ -134,10 +135,21 @@ async fn metrics_health_and_status_follow_what_the_cluster_does() {
     cluster.kill(1);
     cluster.kill(2);
     let before = scrape(&metrics[0]);
+    // The first write after the kills may leave on connections that break under
+    // it, and then honestly says its outcome is unknown; by the second the dead
+    // peers are known, and the write is refused with nothing changed.
+    let first = node1.set(set("k2", "v2")).await.unwrap_err();
+    assert_eq!(first.code(), tonic::Code::Unavailable);
     let refused = node1.set(set("k2", "v2")).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(refused.metadata().get("qc-outcome").map(|v| v.to_str().unwrap()), Some("not-applied"), "{refused:?}");
     let after = scrape(&metrics[0]);
-    assert_eq!(delta(&before, &after, "qc_quorum_failures_total{reason=unavailable}"), 1.0);
+    let failures = |reason: &str| {
+        let sample = format!("qc_quorum_failures_total{{reason={reason}}}");
+        after.get(&sample).copied().unwrap_or(0.0) - before.get(&sample).copied().unwrap_or(0.0)
+    };
+    assert!(failures("unavailable") >= 1.0, "the second write is counted as unavailable");
+    assert_eq!(failures("unavailable") + failures("outcome_unknown"), 2.0, "both failed writes are counted");
     let peer_errors = |scrape: &HashMap<String, f64>| -> f64 {
         let peer = format!("peer={}}}", cluster.nodes[1].addr);
         scrape.iter().filter(|(name, _)| name.starts_with("qc_peer_rpc_errors_total{") && name.ends_with(&peer)).map(|(_, v)| v).sum()

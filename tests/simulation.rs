@@ -317,11 +317,11 @@ fn broken_protocols_are_caught() {
         ("no version query", UnsafeSwitches { skip_version_query: true, ..Default::default() }, (0, 0)),
     ];
     for (name, switches, quorums) in broken {
-        let caught = (1..=400u64).find(|seed| {
+        let caught = (1..=1_000u64).find(|seed| {
             let (history, ..) = simulate(Scenario { seed: *seed, switches, quorums });
             history::verdict(&history, &format!("broken-{}", name.replace(' ', "-"))).is_err_and(|failure| failure.proven)
         });
         println!("{name}: first violation at seed {caught:?}");
-        assert!(caught.is_some(), "{name}: no violation found in 400 seeds");
+        assert!(caught.is_some(), "{name}: no violation found in 1,000 seeds");
     }
 }
