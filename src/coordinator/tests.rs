@@ -168,16 +168,22 @@ async fn a_slow_replica_is_not_waited_for_beyond_the_quorum() {
     assert!(started.elapsed() < Duration::from_secs(10), "waited for the slow replica: {:?}", started.elapsed());
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_write_that_meets_newer_versions_is_acknowledged_once_and_never_resent() {
-    let cluster = Cluster::new(3);
-    // node2 and node3 already hold a version from further ahead in time; with the
-    // version query skipped, the coordinator's own version is below it.
+/// A version from further ahead in time than every node's clock, on node2 and node3.
+fn node2_and_node3_hold_a_newer_version(cluster: &Cluster) -> Version {
     let newer = Version { at: crate::clock::Timestamp { physical_ms: START_MS + 900, logical: 0 }, node: 9 };
     for name in ["node2", "node3"] {
         let record = Record { version: newer, value: Some(value("newer")), expires_at_ms: FOREVER };
         cluster.replicas[name].store().apply(key(), record);
     }
+    newer
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_meets_newer_versions_is_acknowledged_once_and_never_resent() {
+    let cluster = Cluster::new(3);
+    // node2 and node3 already hold a version from further ahead in time; with the
+    // version query skipped, the coordinator's own version is below it.
+    let newer = node2_and_node3_hold_a_newer_version(&cluster);
     let unsafe_switches = UnsafeSwitches { skip_version_query: true, ..Default::default() };
     let coordinator = cluster.coordinator_with("node1", CoordinatorSettings { unsafe_switches, ..settings() });
     let version = coordinator.set(key(), value("older"), FOREVER).await.unwrap();
@@ -490,13 +496,9 @@ async fn an_optimistic_write_below_a_completed_one_falls_back_to_the_version_que
 /// Once the optimistic round meets a refusal, the write is stamped anew, above
 /// the newer version, and acknowledged only when W replicas hold it.
 #[tokio::test(start_paused = true)]
-async fn a_refused_optimistic_version_is_replaced_everywhere() {
+async fn a_refused_optimistic_write_is_stamped_again_above_the_newer_version() {
     let cluster = Cluster::new(3);
-    let newer = Version { at: crate::clock::Timestamp { physical_ms: START_MS + 900, logical: 0 }, node: 9 };
-    for name in ["node2", "node3"] {
-        let record = Record { version: newer, value: Some(value("newer")), expires_at_ms: FOREVER };
-        cluster.replicas[name].store().apply(key(), record);
-    }
+    let newer = node2_and_node3_hold_a_newer_version(&cluster);
     let restamped = Arc::new(CountRestamps::default());
     let coordinator = cluster.coordinator("node1").with_observer(restamped.clone());
     let version = coordinator.set(key(), value("mine"), FOREVER).await.unwrap();
