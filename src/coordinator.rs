@@ -447,6 +447,14 @@ impl Coordinator {
         (self.settings.rpc_timeout / 5).min(MAX_HEDGE_DELAY)
     }
 
+    /// The period of a timer that, kept pending, is always due before the hedge
+    /// timer of any gather started after it (`node::spawn_timer_anchor` says
+    /// why that saves a wake-up per idle spell). At least a millisecond, the
+    /// timer's resolution, which only an RPC_TIMEOUT of 10 ms or less undercuts.
+    pub fn timer_anchor_period(&self) -> Duration {
+        (self.hedge_delay() / 2).max(Duration::from_millis(1))
+    }
+
     /// One call to one replica: local calls go straight to the store.
     fn call(
         &self,

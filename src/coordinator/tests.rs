@@ -520,3 +520,16 @@ impl Observer for CountRestamps {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// The node's timer anchor only spares wake-ups if it is due before every hedge
+/// timer armed after it.
+#[test]
+fn the_timer_anchor_period_is_below_the_hedge_delay() {
+    let cluster = Cluster::new(3);
+    for rpc_timeout_ms in [20, 500, 750, 5_000, 60_000] {
+        let rpc_timeout = Duration::from_millis(rpc_timeout_ms);
+        let coordinator = cluster.coordinator_with("node1", CoordinatorSettings { rpc_timeout, ..settings() });
+        let (anchor, hedge) = (coordinator.timer_anchor_period(), coordinator.hedge_delay());
+        assert!(anchor < hedge, "RPC_TIMEOUT {rpc_timeout:?}: anchor {anchor:?}, hedge {hedge:?}");
+    }
+}
