@@ -53,11 +53,14 @@ pub async fn serve(addr: SocketAddr, value_size: usize) -> Result<(), String> {
         value: crate::workload::value_of_size(value_size),
     };
     let server = CacheServiceServer::new(service).max_decoding_message_size(64 << 20);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| format!("echo-server cannot listen on {addr}: {error}"))?;
     eprintln!("echo-server listening on {addr} (Get answers {value_size} B)");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(server)
-        .serve_with_shutdown(addr, async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
