@@ -312,3 +312,20 @@ fn bad_server_pids_are_refused_before_the_run() {
         assert!(!json.exists(), "--server-pids {pids}: results were written");
     }
 }
+
+/// An echo server whose port is taken says so and exits, without claiming to
+/// listen, and leaves the port's owner serving.
+#[test]
+fn an_echo_server_on_a_taken_port_fails_and_says_where() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let addr = taken.local_addr().expect("local addr");
+    let output = Command::new(BENCH)
+        .args(["echo-server", "--addr", &addr.to_string()])
+        .output()
+        .expect("the bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the echo server started on a taken port:\n{stderr}");
+    assert!(stderr.contains(&format!("echo-server cannot listen on {addr}")), "unexpected message:\n{stderr}");
+    assert!(!stderr.contains("listening on"), "it claimed to listen:\n{stderr}");
+    assert_eq!(taken.local_addr().expect("the port's owner still holds it"), addr);
+}
