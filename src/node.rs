@@ -322,31 +322,29 @@ fn log_start(config: &Config, log: &Logger, local_addr: SocketAddr, core: &Core)
 /// comes from the coordinator, below its hedge delay; the cost is one timer
 /// wake-up per `period` (50 ms by default).
 fn spawn_timer_anchor(period: Duration, stop: CancellationToken) {
+    spawn_ticking(period, stop, || {});
+}
+
+/// Runs `on_tick` every `period` until `stop`; a tick missed while the runtime
+/// was busy is taken late, not made up for.
+fn spawn_ticking(period: Duration, stop: CancellationToken, mut on_tick: impl FnMut() + Send + 'static) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticks.tick() => {}
+                _ = ticks.tick() => on_tick(),
             }
         }
     });
 }
 
 fn spawn_sweeper(store: Arc<Store>, log: Logger, stop: CancellationToken) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticks.tick() => {
-                    let swept = store.sweep_expired();
-                    if swept > 0 {
-                        debug!(log, "swept expired entries"; "count" => swept);
-                    }
-                }
-            }
+    spawn_ticking(SWEEP_INTERVAL, stop, move || {
+        let swept = store.sweep_expired();
+        if swept > 0 {
+            debug!(log, "swept expired entries"; "count" => swept);
         }
     });
 }
