@@ -119,6 +119,9 @@ struct Gathered {
 pub struct Coordinator {
     replica: Arc<Replica>,
     ring: Ring,
+    /// The ring's replica sets, each in the order its replicas are asked
+    /// (`replicas_of`); indexed like `Ring::replica_set`.
+    ordered_sets: Vec<Box<[NodeId]>>,
     transport: Arc<dyn Transport>,
     peers: Arc<Peers>,
     settings: CoordinatorSettings,
@@ -133,7 +136,8 @@ impl Coordinator {
         peers: Arc<Peers>,
         settings: CoordinatorSettings,
     ) -> Self {
-        Self { replica, ring, transport, peers, settings, observer: Arc::new(Unobserved) }
+        let ordered_sets = ask_order(&ring, replica.id());
+        Self { replica, ring, ordered_sets, transport, peers, settings, observer: Arc::new(Unobserved) }
     }
 
     /// Reports events to `observer` (metrics).
@@ -194,7 +198,7 @@ impl Coordinator {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let ignore_watermarks = self.settings.unsafe_switches.ignore_watermarks;
         let decide = |answers: &[(NodeId, Held)]| decide_read(answers, read_quorum, ignore_watermarks);
-        let gathered = self.gather(&key, &replicas, Op::Read { digest: false }, read_quorum, |answers| decide(answers).is_some()).await;
+        let gathered = self.gather(&key, replicas, Op::Read { digest: false }, read_quorum, |answers| decide(answers).is_some()).await;
         let candidate = match decide(&gathered.answers) {
             Some(ReadVerdict::Candidate(version)) => version,
             Some(ReadVerdict::NoValue) => return Ok(None),
@@ -203,30 +207,14 @@ impl Coordinator {
         };
         let Some(found) = self.live_answer(&gathered.answers, candidate) else { return Ok(None) };
         if !self.settings.unsafe_switches.skip_read_repair {
-            self.write_back(&key, &replicas, &gathered.answers, &found, write_quorum).await?;
+            self.write_back(&key, replicas, &gathered.answers, &found, write_quorum).await?;
         }
         Ok(Some(found))
     }
 
-    /// The key's replicas in the order they are asked: this node first when it
-    /// is one of them, then each by how far it follows this node in the sorted
-    /// member list, wrapping around. Any R replicas make a quorum, so the order
-    /// only decides who is asked first; a node-wide order instead of the key's
-    /// ring order sends a node's calls to the same peer, where they share
-    /// batches (with 3 nodes, A asks B, B asks C and C asks A, for every key),
-    /// and each node is still the first choice of as many nodes as any other.
-    fn replicas_of(&self, key: &[u8]) -> Result<Vec<NodeId>, CoordinatorError> {
-        let mut replicas: Vec<NodeId> = self.ring.replicas(key).into_iter().cloned().collect();
-        if replicas.is_empty() {
-            return Err(CoordinatorError::NoReplicas);
-        }
-        let members = self.ring.nodes();
-        if let Ok(me) = members.binary_search(self.replica.id()) {
-            let after_me =
-                |node: &NodeId| members.binary_search(node).map_or(usize::MAX, |at| (at + members.len() - me) % members.len());
-            replicas.sort_by_key(after_me);
-        }
-        Ok(replicas)
+    /// The key's replicas in the order they are asked (`ask_order`).
+    fn replicas_of(&self, key: &[u8]) -> Result<&[NodeId], CoordinatorError> {
+        self.ring.replica_set_of(key).map(|set| &*self.ordered_sets[set]).ok_or(CoordinatorError::NoReplicas)
     }
 
     async fn write(&self, key: Bytes, value: Option<Bytes>, expires_at_ms: Millis) -> Result<Version, CoordinatorError> {
@@ -235,22 +223,22 @@ impl Coordinator {
         let record = |version| Record { version, value: value.clone(), expires_at_ms };
         if self.settings.unsafe_switches.skip_version_query {
             let version = self.replica.clock().stamp_above(Version::ZERO);
-            let gathered = self.replicate(&key, &replicas, record(version), write_quorum, count_holding).await;
+            let gathered = self.replicate(&key, replicas, record(version), write_quorum, count_holding).await;
             return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false);
         }
         if !replicas.contains(self.replica.id()) || write_quorum != 2 {
-            return self.two_phase_write(&key, &replicas, record, Version::ZERO).await;
+            return self.two_phase_write(&key, replicas, record, Version::ZERO).await;
         }
         let floor = self.replica.read_local(&key, true).floor();
         let version = self.replica.clock().stamp_above(floor);
-        let first = self.optimistic_write(&key, &replicas, record(version), write_quorum).await;
+        let first = self.optimistic_write(&key, replicas, record(version), write_quorum).await;
         if first.ordered {
             if count_holding(&first.gathered.answers, version) >= write_quorum {
                 return Ok(version);
             }
             // Ordered but held by fewer than W (this node forgot past it): the
             // same version again, to all N, never another one.
-            let gathered = self.replicate(&key, &replicas, record(version), write_quorum, count_holding).await;
+            let gathered = self.replicate(&key, replicas, record(version), write_quorum, count_holding).await;
             return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, true);
         }
         if may_have_applied(&first.gathered, version, count_stored) {
@@ -261,7 +249,7 @@ impl Coordinator {
         }
         // The version was stored nowhere, so a new one cannot make it count twice.
         let seen = highest_floor(&first.gathered.answers);
-        self.two_phase_write(&key, &replicas, record, seen).await
+        self.two_phase_write(&key, replicas, record, seen).await
     }
 
     /// Phase 1 (the versions held by R replicas), then phase 2 (a version above
@@ -499,6 +487,30 @@ impl Coordinator {
         }
         .boxed()
     }
+}
+
+/// Each replica set of the ring in the order its replicas are asked: this node
+/// first when it is one of them, then each by how far it follows this node in
+/// the sorted member list, wrapping around. Any R replicas make a quorum, so the
+/// order only decides who is asked first; a node-wide order instead of the key's
+/// ring order sends a node's calls to the same peer, where they share batches
+/// (with 3 nodes, A asks B, B asks C and C asks A, for every key), and each node
+/// is still the first choice of as many nodes as any other. Computed once, not
+/// per call: it depends only on the ring and this node.
+fn ask_order(ring: &Ring, me: &NodeId) -> Vec<Box<[NodeId]>> {
+    let members = ring.nodes();
+    let me = members.binary_search(me).ok();
+    let after_me = |node: &NodeId| match me {
+        Some(me) => members.binary_search(node).map_or(usize::MAX, |at| (at + members.len() - me) % members.len()),
+        None => 0,
+    };
+    (0..ring.replica_set_count())
+        .map(|set| {
+            let mut replicas: Vec<NodeId> = ring.replica_set(set).cloned().collect();
+            replicas.sort_by_key(after_me);
+            replicas.into_boxed_slice()
+        })
+        .collect()
 }
 
 enum ReadVerdict {

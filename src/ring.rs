@@ -2,9 +2,11 @@
 //!
 //! Owns: placing VNODES virtual points per node on a 64-bit ring (xxh3, stable
 //! across machines and releases) and walking it clockwise for the first N
-//! distinct nodes. Every node computes the same ring from the same member list.
+//! distinct nodes, once per point when the ring is built. Every node computes
+//! the same ring from the same member list.
 //! Does not own: whether a node is up (`peers`), or membership changes.
 
+use std::collections::HashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The name of the hash, exchanged in handshakes so that nodes built with
@@ -19,11 +21,18 @@ pub fn node_number(node: &str) -> u64 {
     xxh3_64(node.as_bytes())
 }
 
+/// A virtual point: (hash, node index while building, then replica set index).
+type Point = (u64, usize);
+
 #[derive(Debug, Clone)]
 pub struct Ring {
     nodes: Vec<NodeId>,
-    /// (point, index into `nodes`), sorted by point.
-    points: Vec<(u64, usize)>,
+    /// Sorted by hash; each names its replica set, an index into `sets`.
+    points: Vec<Point>,
+    /// The distinct replica sets (indices into `nodes`, in ring order): each
+    /// point's clockwise walk, done once here so that finding a key's replicas
+    /// costs one binary search and allocates nothing.
+    sets: Vec<Box<[usize]>>,
     replication: usize,
 }
 
@@ -43,7 +52,8 @@ impl Ring {
             .collect();
         points.sort_unstable();
         let replication = replication_factor.clamp(1, nodes.len().max(1));
-        Self { nodes, points, replication }
+        let (points, sets) = replica_sets(&points, replication);
+        Self { nodes, points, sets, replication }
     }
 
     /// The members, sorted.
@@ -58,27 +68,57 @@ impl Ring {
 
     /// The key's replicas: the first N distinct nodes clockwise from its hash.
     pub fn replicas(&self, key: &[u8]) -> Vec<&NodeId> {
-        let mut chosen: Vec<usize> = Vec::with_capacity(self.replication);
-        if self.points.is_empty() {
-            return Vec::new();
-        }
+        self.replica_set_of(key).map(|set| self.replica_set(set).collect()).unwrap_or_default()
+    }
+
+    /// Which of `replica_sets` holds the key; `None` for a ring without members.
+    pub fn replica_set_of(&self, key: &[u8]) -> Option<usize> {
         let start = self.points.partition_point(|&(point, _)| point < xxh3_64(key));
-        for offset in 0..self.points.len() {
-            let (_, node) = self.points[(start + offset) % self.points.len()];
-            if !chosen.contains(&node) {
-                chosen.push(node);
-                if chosen.len() == self.replication {
-                    break;
-                }
-            }
-        }
-        chosen.into_iter().map(|index| &self.nodes[index]).collect()
+        self.points.get(start % self.points.len().max(1)).map(|&(_, set)| set)
+    }
+
+    /// How many distinct replica sets the ring has (`replica_set` takes 0..that).
+    pub fn replica_set_count(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// The nodes of one replica set, in ring order.
+    pub fn replica_set(&self, set: usize) -> impl Iterator<Item = &NodeId> {
+        self.sets[set].iter().map(|&node| &self.nodes[node])
     }
 
     /// A fingerprint of the member list, compared in handshakes.
     pub fn members_hash(&self) -> u64 {
         xxh3_64(self.nodes.join(",").as_bytes())
     }
+}
+
+/// Each point's replica set: the first `replication` distinct nodes met walking
+/// clockwise from it. Returns the points relabelled with set indices, and the
+/// distinct sets (few: neighbouring points mostly share theirs).
+fn replica_sets(points: &[Point], replication: usize) -> (Vec<Point>, Vec<Box<[usize]>>) {
+    let mut sets: Vec<Box<[usize]>> = Vec::new();
+    let mut index_of: HashMap<Box<[usize]>, usize> = HashMap::new();
+    let relabelled = (0..points.len())
+        .map(|start| {
+            let mut chosen: Vec<usize> = Vec::with_capacity(replication);
+            for offset in 0..points.len() {
+                let (_, node) = points[(start + offset) % points.len()];
+                if !chosen.contains(&node) {
+                    chosen.push(node);
+                    if chosen.len() == replication {
+                        break;
+                    }
+                }
+            }
+            let set = *index_of.entry(chosen.into_boxed_slice()).or_insert_with_key(|chosen| {
+                sets.push(chosen.clone());
+                sets.len() - 1
+            });
+            (points[start].0, set)
+        })
+        .collect();
+    (relabelled, sets)
 }
 
 #[cfg(test)]
@@ -131,6 +171,34 @@ mod tests {
         let small = Ring::new(&members(2), 64, 3);
         assert_eq!(small.replication(), 2);
         assert_eq!(small.replicas(b"k").len(), 2);
+    }
+
+    /// The replica sets computed once per point are what walking the ring from
+    /// the key's hash finds (the walk is spelled out here as the oracle).
+    #[test]
+    fn each_key_gets_the_first_n_distinct_nodes_clockwise_from_its_hash() {
+        let nodes = members(5);
+        let ring = Ring::new(&nodes, 16, 3);
+        let mut points: Vec<(u64, &NodeId)> = nodes
+            .iter()
+            .flat_map(|node| (0..16).map(move |vnode| (xxh3_64(format!("{node}#{vnode}").as_bytes()), node)))
+            .collect();
+        points.sort_unstable();
+        for key in keys().take(2_000).chain([Vec::new(), vec![0xff; 64]]) {
+            let start = points.partition_point(|&(point, _)| point < xxh3_64(&key));
+            let mut walked: Vec<&NodeId> = Vec::new();
+            for &(_, node) in points.iter().cycle().skip(start) {
+                if !walked.contains(&node) {
+                    walked.push(node);
+                }
+                if walked.len() == 3 {
+                    break;
+                }
+            }
+            assert_eq!(ring.replicas(&key), walked, "key {key:?}");
+        }
+        assert!(ring.replica_set_count() <= 5 * 16, "one set per point at most");
+        assert_eq!(Ring::new(&[], 16, 3).replica_set_of(b"k"), None, "no members, no replicas");
     }
 
     #[test]

@@ -52,12 +52,17 @@ impl PeerBatcher {
         Self { queue }
     }
 
-    /// Sends one read or write in the next batch and waits for its answer.
-    pub async fn call(&self, call: batch_item::Call) -> Answer {
+    /// Queues one read or write for the next batch; the future waits for its
+    /// answer. Queued at once, not when first polled, so that the future owns
+    /// nothing of `self` (the transport hands it out as `'static`).
+    pub fn call(&self, call: batch_item::Call) -> impl Future<Output = Answer> + Send + 'static {
         let (answer, answered) = oneshot::channel();
-        let stopped = || PeerError::ConnectionLost { reason: "the node is stopping".into() };
-        self.queue.send(Queued { call, answer }).map_err(|_| stopped())?;
-        answered.await.unwrap_or_else(|_| Err(stopped()))
+        let queued = self.queue.send(Queued { call, answer });
+        async move {
+            let stopped = || PeerError::ConnectionLost { reason: "the node is stopping".into() };
+            queued.map_err(|_| stopped())?;
+            answered.await.unwrap_or_else(|_| Err(stopped()))
+        }
     }
 }
 

@@ -28,7 +28,6 @@ pub struct GrpcTransport {
     links: HashMap<NodeId, Link>,
 }
 
-#[derive(Clone)]
 struct Link {
     client: PeerServiceClient<Channel>,
     batcher: PeerBatcher,
@@ -62,14 +61,14 @@ impl GrpcTransport {
         Ok(Self { links })
     }
 
-    fn link(&self, to: &NodeId) -> Result<Link, PeerError> {
-        self.links.get(to).cloned().ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
+    fn link(&self, to: &NodeId) -> Result<&Link, PeerError> {
+        self.links.get(to).ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
     }
 
     fn batched(&self, to: &NodeId, call: batch_item::Call) -> BoxFuture<'static, Result<Reply, PeerError>> {
-        let link = self.link(to);
+        let answered = self.link(to).map(|link| link.batcher.call(call));
         async move {
-            let answer = link?.batcher.call(call).await?;
+            let answer = answered?.await?;
             reply(answer.clock, answer.held)
         }
         .boxed()
@@ -98,10 +97,10 @@ impl Transport for GrpcTransport {
     }
 
     fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>> {
-        let link = self.link(to);
+        let client = self.link(to).map(|link| link.client.clone());
         async move {
             let request = HandshakeRequest { envelope: Some(envelope.into()) };
-            let response = link?.client.handshake(request).await.map_err(classify)?.into_inner();
+            let response = client?.handshake(request).await.map_err(classify)?.into_inner();
             Introduction::try_from(response).map_err(|error| PeerError::BadAnswer { reason: error.to_string() })
         }
         .boxed()
