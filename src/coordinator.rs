@@ -337,17 +337,18 @@ impl Coordinator {
         found: &Found,
         write_quorum: usize,
     ) -> Result<(), CoordinatorError> {
-        let holders: Vec<&NodeId> = answers
-            .iter()
-            .filter(|(_, held)| held.held_version().is_some_and(|version| version >= found.version))
-            .map(|(node, _)| node)
-            .collect();
-        if holders.len() >= write_quorum {
+        let holds = |held: &Held| held.held_version().is_some_and(|version| version >= found.version);
+        let holders = answers.iter().filter(|(_, held)| holds(held)).count();
+        if holders >= write_quorum {
             return Ok(());
         }
-        let lagging: Vec<NodeId> = replicas.iter().filter(|node| !holders.contains(node)).cloned().collect();
+        let lagging: Vec<NodeId> = replicas
+            .iter()
+            .filter(|node| !answers.iter().any(|(answered, held)| answered == *node && holds(held)))
+            .cloned()
+            .collect();
         let record = Record { version: found.version, value: Some(found.value.clone()), expires_at_ms: found.expires_at_ms };
-        let needed = write_quorum - holders.len();
+        let needed = write_quorum - holders;
         // Here a watermark at or above the version counts: a later read that meets
         // that replica cannot vouch for anything older, which is all a read needs.
         // (An acknowledged write needs holders: see `count_holding`.)
@@ -363,7 +364,7 @@ impl Coordinator {
         Err(CoordinatorError::QuorumUnavailable {
             needed: write_quorum,
             total: replicas.len(),
-            answered: holders.len() + repaired,
+            answered: holders + repaired,
             failures: Failures(gathered.failures),
         })
     }
@@ -395,7 +396,7 @@ impl Coordinator {
         let mut pending: FuturesUnordered<_> = waiting.by_ref().take(first.max(1)).map(call).collect();
         let hedge = tokio::time::sleep_until(started + self.hedge_delay());
         tokio::pin!(hedge);
-        let mut gathered = Gathered::default();
+        let mut gathered = Gathered { answers: Vec::with_capacity(targets.len()), failures: Vec::new() };
         loop {
             if pending.is_empty() {
                 pending.extend(waiting.by_ref().map(call));

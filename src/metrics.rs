@@ -17,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,9 @@ pub struct Metrics {
     writes_restamped: Counter,
     rate_limited: Counter,
     peer_latency: Family<PeerCallLabels, Histogram>,
+    /// Each peer's read and write latency series, looked up once: a peer call
+    /// then costs no label allocation or family lookup.
+    peer_latency_of: HashMap<NodeId, [Histogram; 2]>,
     peer_errors: Family<PeerErrorLabels, Counter>,
 }
 
@@ -95,7 +99,8 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(gauges: impl Fn() -> NodeGauges + Send + Sync + 'static) -> Arc<Self> {
+    /// The metrics of a node whose peers are `peers`.
+    pub fn new(peers: &[NodeId], gauges: impl Fn() -> NodeGauges + Send + Sync + 'static) -> Arc<Self> {
         let mut registry = Registry::with_prefix("qc");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Client calls, by method and gRPC status code", requests.clone());
@@ -130,6 +135,13 @@ impl Metrics {
         let peer_latency =
             Family::<PeerCallLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit("peer_rpc_duration", "Node-to-node call latency, by peer and operation", Unit::Seconds, peer_latency.clone());
+        let peer_latency_of = peers
+            .iter()
+            .map(|peer| {
+                let series = |op| peer_latency.get_or_create(&PeerCallLabels { peer: peer.clone(), op }).clone();
+                (peer.clone(), [series(op_name(PeerOp::Read)), series(op_name(PeerOp::Write))])
+            })
+            .collect();
         let peer_errors = Family::<PeerErrorLabels, Counter>::default();
         registry.register("peer_rpc_errors", "Failed node-to-node calls, by peer and kind", peer_errors.clone());
         registry.register_collector(Box::new(NodeCollector { gauges: Box::new(gauges) }));
@@ -145,6 +157,7 @@ impl Metrics {
             writes_restamped,
             rate_limited,
             peer_latency,
+            peer_latency_of,
             peer_errors,
         })
     }
@@ -196,14 +209,24 @@ impl Observer for Metrics {
     }
 
     fn peer_call(&self, peer: &NodeId, op: PeerOp, elapsed: Duration, error: Option<&PeerError>) {
-        let op = match op {
-            PeerOp::Read => "read",
-            PeerOp::Write => "write",
-        };
-        self.peer_latency.get_or_create(&PeerCallLabels { peer: peer.clone(), op }).observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        match self.peer_latency_of.get(peer) {
+            Some([read, write]) => match op {
+                PeerOp::Read => read.observe(seconds),
+                PeerOp::Write => write.observe(seconds),
+            },
+            None => self.peer_latency.get_or_create(&PeerCallLabels { peer: peer.clone(), op: op_name(op) }).observe(seconds),
+        }
         if let Some(error) = error {
             self.peer_errors.get_or_create(&PeerErrorLabels { peer: peer.clone(), kind: error_kind(error) }).inc();
         }
+    }
+}
+
+fn op_name(op: PeerOp) -> &'static str {
+    match op {
+        PeerOp::Read => "read",
+        PeerOp::Write => "write",
     }
 }
 

@@ -93,7 +93,7 @@ fn build_core(config: &Config, log: &Logger) -> Result<Core, NodeError> {
         unsafe_switches: config.unsafe_switches,
     };
     let drain = Drain::new();
-    let metrics = Metrics::new({
+    let metrics = Metrics::new(&config.peers, {
         let (store, peers, drain) = (store.clone(), peers.clone(), drain.clone());
         move || NodeGauges {
             entries: store.len() as u64,
