@@ -21,7 +21,8 @@
 //! - [`config`]: environment → validated `Config`.
 //! - [`logging`]: slog setup, with tonic/h2 records bridged in.
 //! - [`server`]: tonic services (client, peer, health, reflection), the gRPC peer
-//!   client (which sends reads and writes to a peer in batches, `server::peer_batch`),
+//!   client (which sends reads and writes to a peer in batches on one stream per
+//!   peer, `server::peer_batch`),
 //!   the rate limiter, error → status mapping and draining.
 //! - [`metrics`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`node`]: assembles one node from a `Config` and runs it until told to stop.

@@ -198,11 +198,12 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
         default_ttl: config.default_ttl,
         max_ttl: config.max_ttl,
     };
+    let close_listener = CancellationToken::new();
     let services = Services {
         client: ClientApi::new(core.coordinator.clone(), input_limits, drain.clone(), core.metrics.clone()),
         admin: AdminApi::new(core.coordinator.clone(), ready.clone()),
         metrics: core.metrics.clone(),
-        peer: PeerApi::new(core.replica.clone(), input_limits, log.clone()),
+        peer: PeerApi::new(core.replica.clone(), input_limits, log.clone(), close_listener.clone()),
         rate_limit: Arc::new(RateLimit::new(config.rate_limit, config.rate_limit_burst)),
         health,
         max_recv_msg_size: config.max_recv_msg_size,
@@ -223,7 +224,6 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
         });
     }
 
-    let close_listener = CancellationToken::new();
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)

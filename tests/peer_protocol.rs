@@ -7,7 +7,8 @@ use quorum_cache::peer_pb::peer_service_client::PeerServiceClient;
 use quorum_cache::peer_pb::{self, ClusterParams, Envelope, ReadRequest, Timestamp, Version, WriteRequest, held};
 use quorum_cache::ring::{HASH_NAME, Ring};
 use std::time::{SystemTime, UNIX_EPOCH};
-use support::{Node, free_port};
+use std::time::Duration;
+use support::{Node, eventually, free_port};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -49,12 +50,12 @@ impl Target {
         }
     }
 
-    async fn held(&mut self, key: &str) -> held::State {
+    async fn held(&self, key: &str) -> held::State {
         let request = ReadRequest { envelope: Some(self.envelope()), key: key.as_bytes().to_vec().into(), digest: false };
-        self.client.read(request).await.unwrap().into_inner().held.unwrap().state.unwrap()
+        self.client.clone().read(request).await.unwrap().into_inner().held.unwrap().state.unwrap()
     }
 
-    async fn holds(&mut self, key: &str) -> bool {
+    async fn holds(&self, key: &str) -> bool {
         matches!(self.held(key).await, held::State::Live(_))
     }
 }
@@ -68,7 +69,7 @@ fn expect(outcome: Result<tonic::Response<peer_pb::WriteResponse>, tonic::Status
 
 #[tokio::test]
 async fn bad_peer_messages_are_refused_precisely_and_change_nothing() {
-    let mut target = Target::start().await;
+    let target = Target::start().await;
     let mut client = target.client.clone();
 
     let no_envelope = WriteRequest { envelope: None, ..target.write("k", "v") };
@@ -104,9 +105,14 @@ async fn bad_peer_messages_are_refused_precisely_and_change_nothing() {
     let above = Version { logical: watermark.logical + 1, ..watermark };
     client.write(WriteRequest { version: Some(above), ..target.write("k", "v") }).await.expect("a good message is applied");
     assert!(target.holds("k").await, "the positive control");
-    let log = target.node.log();
-    let line = log.lines().find(|line| line.contains("refused a peer message") && line.contains("MAX_CLOCK_SKEW"));
-    let line = line.expect("the clock refusal is logged");
+    // Log lines leave through an asynchronous drain: wait for the line, do not
+    // expect it to be written by the time the call is answered.
+    let refusal_line = || {
+        let log = target.node.log();
+        log.lines().find(|line| line.contains("refused a peer message") && line.contains("MAX_CLOCK_SKEW")).map(String::from)
+    };
+    eventually(Duration::from_secs(10), "the clock refusal is logged", || std::future::ready(refusal_line().is_some())).await;
+    let line = refusal_line().unwrap();
     assert!(line.contains("ahead of local clock"), "both clocks are named: {line}");
 }
 
@@ -116,7 +122,7 @@ async fn bad_peer_messages_are_refused_precisely_and_change_nothing() {
 #[tokio::test]
 async fn bad_items_in_a_batch_fail_alone_and_an_oversized_batch_changes_nothing() {
     use peer_pb::{BatchItem, BatchRequest, batch_item, batch_result};
-    let mut target = Target::start().await;
+    let target = Target::start().await;
     let mut client = target.client.clone();
     let watermark = |held: held::State| match held {
         held::State::Nothing(nothing) => nothing.watermark.unwrap(),
@@ -168,4 +174,69 @@ async fn bad_items_in_a_batch_fail_alone_and_an_oversized_batch_changes_nothing(
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("at most 1024 items, got 1025"), "{}", status.message());
     assert!(!target.holds("e").await, "the oversized batch changed nothing");
+}
+
+/// A `BatchStream` answers each batch as `Batch` would, in the order sent; a
+/// batch over the item limit ends the stream with the same refusal and applies
+/// nothing; a stopping node ends its open streams cleanly (trailers, not a reset
+/// connection), so that its listener can close.
+#[tokio::test]
+async fn a_batch_stream_answers_in_order_refuses_an_oversized_batch_and_ends_when_the_node_stops() {
+    use peer_pb::{BatchItem, BatchRequest, batch_item, batch_result};
+    use tokio_stream::wrappers::UnboundedReceiverStream;
+    let mut target = Target::start().await;
+    let held::State::Nothing(nothing) = target.held("a").await else { panic!("a must be absent") };
+    let floor = nothing.watermark.unwrap();
+    let above = Version { logical: floor.logical + 1, ..floor };
+    let write = |key: &str, value: &str| BatchItem {
+        call: Some(batch_item::Call::Write(WriteRequest { version: Some(above), ..target.write(key, value) })),
+    };
+    let read = |key: &str| BatchItem {
+        call: Some(batch_item::Call::Read(ReadRequest { envelope: Some(target.envelope()), key: key.as_bytes().to_vec().into(), digest: false })),
+    };
+    let open = |client: &PeerServiceClient<Channel>| {
+        let (batches, outgoing) = tokio::sync::mpsc::unbounded_channel::<BatchRequest>();
+        let mut client = client.clone();
+        let answers = async move { client.batch_stream(UnboundedReceiverStream::new(outgoing)).await };
+        (batches, answers)
+    };
+    let live_value = |result: &peer_pb::BatchResult| match &result.outcome {
+        Some(batch_result::Outcome::Held(held)) => match held.held.as_ref().and_then(|held| held.state.as_ref()) {
+            Some(held::State::Live(live)) => Some(live.value.to_vec()),
+            _ => None,
+        },
+        other => panic!("expected a held answer, got {other:?}"),
+    };
+
+    let (batches, answers) = open(&target.client);
+    batches.send(BatchRequest { items: vec![write("a", "first")] }).unwrap();
+    batches.send(BatchRequest { items: vec![read("a"), write("123456789", "v")] }).unwrap();
+    let mut answers = answers.await.expect("the stream opens").into_inner();
+    let first = answers.message().await.unwrap().expect("the first batch is answered");
+    assert_eq!(first.results.len(), 1);
+    assert!(live_value(&first.results[0]).is_some(), "the write is applied: {first:?}");
+    let second = answers.message().await.unwrap().expect("the second batch is answered");
+    assert_eq!(live_value(&second.results[0]).as_deref(), Some(&b"first"[..]), "answered after the first batch");
+    let Some(batch_result::Outcome::Failure(failure)) = &second.results[1].outcome else {
+        panic!("the bad item fails alone: {:?}", second.results[1]);
+    };
+    assert_eq!(Code::from(failure.code), Code::InvalidArgument);
+    assert!(failure.message.contains("MAX_KEY_SIZE (8 bytes)"), "{}", failure.message);
+
+    batches.send(BatchRequest { items: (0..1025).map(|_| write("e", "v")).collect() }).unwrap();
+    let status = answers.message().await.expect_err("an oversized batch ends the stream");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("at most 1024 items, got 1025"), "{}", status.message());
+    assert!(!target.holds("e").await, "the oversized batch changed nothing");
+
+    let (batches, answers) = open(&target.client);
+    batches.send(BatchRequest { items: vec![read("a")] }).unwrap();
+    let mut answers = answers.await.expect("a new stream opens").into_inner();
+    assert!(answers.message().await.unwrap().is_some(), "the new stream answers");
+    target.node.signal("TERM");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), answers.message()).await;
+    let ended = ended.expect("the stopping node ends the stream");
+    assert!(matches!(ended, Ok(None)), "ended cleanly, not by a dropped connection: {ended:?}");
+    assert_eq!(target.node.wait_exit(std::time::Duration::from_secs(20)), Some(0), "{}", target.node.log());
+    drop(batches);
 }

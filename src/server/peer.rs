@@ -6,7 +6,11 @@
 //! Owns: validation of peer messages (missing fields, bad keys and values are
 //! INVALID_ARGUMENT and change nothing), and unpacking batches: each item of a
 //! `Batch` is served exactly as the single call would be, and fails on its own.
-//! Does not own: the checks on who is calling (`replica`).
+//! A `BatchStream` serves each batch that arrives on it the same way, in order,
+//! and ends when the node closes its listener (after the drain), so that
+//! graceful shutdown is not held open by peers' long-lived streams.
+//! Does not own: the checks on who is calling (`replica`), when the node stops
+//! (`node`).
 
 use super::convert::required;
 use super::status;
@@ -17,21 +21,33 @@ use crate::peer_pb::{
     ReadResponse, WriteRequest, WriteResponse, batch_item, batch_result,
 };
 use crate::replica::{Envelope, Refusal, Replica};
-use slog::{Logger, warn};
 use crate::store::Record;
+use futures::stream::{BoxStream, StreamExt};
+use slog::{Logger, warn};
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct PeerApi {
+    serving: Arc<Serving>,
+    /// Cancelled when the node closes its listener; ends every open `BatchStream`.
+    closing: CancellationToken,
+}
+
+/// What serving a peer message needs; shared with the tasks of open streams.
+struct Serving {
     replica: Arc<Replica>,
     limits: InputLimits,
     log: Logger,
 }
 
 impl PeerApi {
-    pub fn new(replica: Arc<Replica>, limits: InputLimits, log: Logger) -> Self {
-        Self { replica, limits, log }
+    pub fn new(replica: Arc<Replica>, limits: InputLimits, log: Logger, closing: CancellationToken) -> Self {
+        Self { serving: Arc::new(Serving { replica, limits, log }), closing }
     }
+}
+
+impl Serving {
 
     /// A refusal is worth a log line: it means a misconfigured or skewed peer.
     fn refused(&self, refusal: Refusal) -> Status {
@@ -42,9 +58,12 @@ impl PeerApi {
 
 #[tonic::async_trait]
 impl PeerService for PeerApi {
+    type BatchStreamStream = BoxStream<'static, Result<BatchResponse, Status>>;
+
     async fn handshake(&self, request: Request<HandshakeRequest>) -> Result<Response<HandshakeResponse>, Status> {
+        let serving = &self.serving;
         let envelope = Envelope::try_from(request.into_inner().envelope).map_err(status::from_input)?;
-        let introduction = self.replica.handshake(&envelope).map_err(|refusal| self.refused(refusal))?;
+        let introduction = serving.replica.handshake(&envelope).map_err(|refusal| serving.refused(refusal))?;
         Ok(Response::new(HandshakeResponse {
             addr: introduction.addr,
             params: Some(introduction.params.into()),
@@ -56,16 +75,42 @@ impl PeerService for PeerApi {
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
-        let reply = self.serve_read(request.into_inner())?;
+        let reply = self.serving.serve_read(request.into_inner())?;
         Ok(Response::new(ReadResponse { clock: reply.clock, held: reply.held }))
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
-        Ok(Response::new(self.serve_write(request.into_inner())?))
+        Ok(Response::new(self.serving.serve_write(request.into_inner())?))
     }
 
     async fn batch(&self, request: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
-        let items = request.into_inner().items;
+        Ok(Response::new(self.serving.serve_batch(request.into_inner())?))
+    }
+
+    /// Batches are served one after another as they arrive, so the answers keep
+    /// their order. A bad batch (too large, undecodable) ends the stream with its
+    /// status, after the answers to the batches before it.
+    async fn batch_stream(
+        &self,
+        request: Request<Streaming<BatchRequest>>,
+    ) -> Result<Response<Self::BatchStreamStream>, Status> {
+        let serving = self.serving.clone();
+        let answers = request
+            .into_inner()
+            .map(move |batch| serving.serve_batch(batch?))
+            .take_until(self.closing.clone().cancelled_owned());
+        Ok(Response::new(answers.boxed()))
+    }
+}
+
+/// The most items one `Batch` call may carry; the sender stays well below.
+pub const MAX_BATCH_ITEMS: usize = 1024;
+
+impl Serving {
+    /// One batch, from `Batch` or from a `BatchStream`: each item is served as
+    /// its single call would be, and fails on its own.
+    fn serve_batch(&self, batch: BatchRequest) -> Result<BatchResponse, Status> {
+        let items = batch.items;
         if items.len() > MAX_BATCH_ITEMS {
             return Err(Status::invalid_argument(format!(
                 "a batch holds at most {MAX_BATCH_ITEMS} items, got {}; split it",
@@ -87,14 +132,9 @@ impl PeerService for PeerApi {
                 BatchResult { outcome: Some(outcome) }
             })
             .collect();
-        Ok(Response::new(BatchResponse { results }))
+        Ok(BatchResponse { results })
     }
-}
 
-/// The most items one `Batch` call may carry; the sender stays well below.
-pub const MAX_BATCH_ITEMS: usize = 1024;
-
-impl PeerApi {
     /// A Read, alone or in a batch. The answer has the same shape as a write's.
     fn serve_read(&self, request: ReadRequest) -> Result<WriteResponse, Status> {
         let envelope = Envelope::try_from(request.envelope).map_err(status::from_input)?;

@@ -1,36 +1,49 @@
-//! Coalesces the reads and writes this node sends to one peer into `Batch` calls.
+//! Coalesces the reads and writes this node sends to one peer into batches, and
+//! sends them on one long-lived `BatchStream` per peer.
 //!
 //! Owns: per peer, a queue and the task that empties it. The task takes every
 //! call queued by the time it runs (after yielding once, so that the calls of
-//! tasks already woken can join) and sends them as one batch, without waiting
-//! for earlier batches. An idle node therefore sends each call at once (a batch
-//! of one), and a busy one pays one RPC — headers, HTTP/2 frames, a task on each
-//! side — for many requests, which is most of what a replicated call costs on a
-//! small machine. Only when `MAX_BATCHES_IN_FLIGHT` batches are on the wire to
-//! one peer (a stalled link) do new calls wait for one of them to finish. Calls
-//! whose caller has already given up are not sent.
+//! tasks already woken can join) and sends them as one batch on the peer's
+//! stream, without waiting for earlier batches; the peer answers the batches in
+//! order. An idle node therefore sends each call at once (a batch of one), and a
+//! busy one pays one stream message for many requests. A stream costs one
+//! HTTP/2 request for its whole life, where a `Batch` call per batch paid
+//! request headers, trailers and a task on each side every time, which is most
+//! of what a replicated call costs on a small machine.
+//! When the stream fails, every batch it holds fails with it (a timeout of the
+//! oldest batch, a lost connection, the peer ending the stream as it stops),
+//! and the next batch opens a new stream. Only when `MAX_BATCHES_IN_FLIGHT`
+//! batches are unanswered (a stalled link) do new calls wait in the queue.
+//! Calls whose caller has already given up are not sent.
 //! Does not own: classifying failures (`peer_client`), deadlines of operations
 //! (`coordinator`), what the peer does with each item (`server::peer`).
 //!
 //! Hand-written rather than a crate: the batching policy is tied to the peer
-//! protocol (one envelope per item, per-item failures) and fits in a page.
+//! protocol (one envelope per item, per-item failures, answers in order) and
+//! fits in a page.
 
 use crate::peer_pb::peer_service_client::PeerServiceClient;
-use crate::peer_pb::{BatchItem, BatchRequest, WriteResponse, batch_item, batch_result};
+use crate::peer_pb::{BatchItem, BatchRequest, BatchResponse, WriteResponse, batch_item, batch_result};
 use crate::transport::PeerError;
-use std::sync::Arc;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use futures::FutureExt;
+use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
+use tonic::Status;
 
-/// Batches on the wire to one peer at a time: a bound on what a stalled link can
-/// hold, high enough that a slow but working link does not queue calls.
+/// Batches unanswered on one peer's stream at a time: a bound on what a stalled
+/// link can hold, high enough that a slow but working link does not queue calls.
 const MAX_BATCHES_IN_FLIGHT: usize = 64;
 /// Most items this node puts in one batch (a peer accepts up to
 /// `server::peer::MAX_BATCH_ITEMS`).
 const ITEMS_PER_BATCH: usize = 128;
 
 type Answer = Result<WriteResponse, PeerError>;
+type Classify = fn(Status) -> PeerError;
 
 struct Queued {
     call: batch_item::Call,
@@ -45,8 +58,8 @@ pub struct PeerBatcher {
 
 impl PeerBatcher {
     /// Starts the peer's sender task; it ends when the last `PeerBatcher` is dropped.
-    /// `classify` turns a failed call's status into what the coordinator needs.
-    pub fn spawn(client: PeerServiceClient<Channel>, rpc_timeout: Duration, classify: fn(tonic::Status) -> PeerError) -> Self {
+    /// `classify` turns a failed stream's status into what the coordinator needs.
+    pub fn spawn(client: PeerServiceClient<Channel>, rpc_timeout: Duration, classify: Classify) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(send_batches(client, receiver, rpc_timeout, classify));
         Self { queue }
@@ -66,59 +79,148 @@ impl PeerBatcher {
     }
 }
 
+/// The peer's sender task: batches what is queued, sends it on the open stream
+/// (opening one if there is none), answers the batches as their answers arrive,
+/// and replaces the stream when it fails.
 async fn send_batches(
     client: PeerServiceClient<Channel>,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     rpc_timeout: Duration,
-    classify: fn(tonic::Status) -> PeerError,
+    classify: Classify,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        tokio::task::yield_now().await;
-        let mut batch = vec![first];
-        while batch.len() < ITEMS_PER_BATCH {
-            match queue.try_recv() {
-                Ok(queued) => batch.push(queued),
-                Err(_) => break,
+    let mut stream: Option<Stream> = None;
+    loop {
+        let room = stream.as_ref().is_none_or(|stream| stream.waiting.len() < MAX_BATCHES_IN_FLIGHT);
+        let oldest_deadline = stream.as_ref().and_then(Stream::oldest_deadline);
+        tokio::select! {
+            queued = queue.recv(), if room => {
+                let Some(first) = queued else { return };
+                tokio::task::yield_now().await;
+                let batch = take_batch(first, &mut queue);
+                if !batch.is_empty() {
+                    stream.get_or_insert_with(|| Stream::open(&client)).send(batch, rpc_timeout);
+                }
+            }
+            answer = next_answer(&mut stream) => {
+                let broken = match answer {
+                    Some(Ok(response)) => stream.as_mut().and_then(|stream| stream.answered(response, classify).err()),
+                    Some(Err(status)) => Some(classify(status)),
+                    None => Some(PeerError::ConnectionLost { reason: "the peer ended the batch stream".into() }),
+                };
+                if let Some(error) = broken
+                    && let Some(failed) = stream.take()
+                {
+                    failed.fail(error);
+                }
+            }
+            () = sleep_until(oldest_deadline) => {
+                if let Some(failed) = stream.take() {
+                    failed.fail(PeerError::Timeout);
+                }
             }
         }
-        batch.retain(|queued| !queued.answer.is_closed());
-        if batch.is_empty() {
-            continue;
+    }
+}
+
+/// `first` and whatever else is queued, up to a batch, without the calls whose
+/// callers have given up.
+fn take_batch(first: Queued, queue: &mut mpsc::UnboundedReceiver<Queued>) -> Vec<Queued> {
+    let mut batch = vec![first];
+    while batch.len() < ITEMS_PER_BATCH {
+        match queue.try_recv() {
+            Ok(queued) => batch.push(queued),
+            Err(_) => break,
         }
-        let client = client.clone();
-        tokio::spawn(async move {
-            send_one_batch(client, batch, rpc_timeout, classify).await;
-            drop(slot);
-        });
+    }
+    batch.retain(|queued| !queued.answer.is_closed());
+    batch
+}
+
+async fn next_answer(stream: &mut Option<Stream>) -> Option<Result<BatchResponse, Status>> {
+    match stream {
+        Some(stream) => stream.answers.next().await,
+        None => std::future::pending().await,
     }
 }
 
-async fn send_one_batch(
-    mut client: PeerServiceClient<Channel>,
-    batch: Vec<Queued>,
-    rpc_timeout: Duration,
-    classify: fn(tonic::Status) -> PeerError,
-) {
-    let (calls, answers): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|queued| (BatchItem { call: Some(queued.call) }, queued.answer)).unzip();
-    let sent = tokio::time::timeout(rpc_timeout, client.batch(BatchRequest { items: calls })).await;
-    let results = match sent {
-        Err(_elapsed) => return answer_all(answers, PeerError::Timeout),
-        Ok(Err(status)) => return answer_all(answers, classify(status)),
-        Ok(Ok(response)) => response.into_inner().results,
-    };
-    if results.len() != answers.len() {
-        let reason = format!("a batch of {} items was answered with {} results", answers.len(), results.len());
-        return answer_all(answers, PeerError::BadAnswer { reason });
-    }
-    for (result, answer) in results.into_iter().zip(answers) {
-        let _ = answer.send(item_answer(result.outcome, classify));
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
-fn item_answer(outcome: Option<batch_result::Outcome>, classify: fn(tonic::Status) -> PeerError) -> Answer {
+/// One `BatchStream` to the peer: batches leave on `batches`, their answers come
+/// back on `answers` in the same order, and `waiting` holds the callers of the
+/// batches not yet answered, oldest first.
+struct Stream {
+    batches: mpsc::UnboundedSender<BatchRequest>,
+    answers: BoxStream<'static, Result<BatchResponse, Status>>,
+    waiting: VecDeque<Waiting>,
+}
+
+struct Waiting {
+    answers: Vec<oneshot::Sender<Answer>>,
+    deadline: Instant,
+}
+
+impl Stream {
+    /// Starts the call; batches sent before the peer has answered its headers
+    /// wait in the request body.
+    fn open(client: &PeerServiceClient<Channel>) -> Self {
+        let (batches, outgoing) = mpsc::unbounded_channel();
+        let mut client = client.clone();
+        let answers = async move {
+            let response = client.batch_stream(UnboundedReceiverStream::new(outgoing)).await?;
+            Ok::<_, Status>(response.into_inner())
+        }
+        .into_stream()
+        .try_flatten()
+        .boxed();
+        Self { batches, answers, waiting: VecDeque::new() }
+    }
+
+    fn send(&mut self, batch: Vec<Queued>, rpc_timeout: Duration) {
+        let (items, answers): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|queued| (BatchItem { call: Some(queued.call) }, queued.answer)).unzip();
+        // The request body holds the receiver for as long as this stream is
+        // open; once it has gone, the answers stream ends and fails this batch.
+        let _ = self.batches.send(BatchRequest { items });
+        self.waiting.push_back(Waiting { answers, deadline: Instant::now() + rpc_timeout });
+    }
+
+    fn oldest_deadline(&self) -> Option<Instant> {
+        self.waiting.front().map(|waiting| waiting.deadline)
+    }
+
+    /// Hands the oldest batch its answers. An error means the stream can no
+    /// longer be trusted to pair answers with batches.
+    fn answered(&mut self, response: BatchResponse, classify: Classify) -> Result<(), PeerError> {
+        let Some(oldest) = self.waiting.pop_front() else {
+            return Err(PeerError::BadAnswer { reason: "an answer arrived for no batch".into() });
+        };
+        if response.results.len() != oldest.answers.len() {
+            let reason =
+                format!("a batch of {} items was answered with {} results", oldest.answers.len(), response.results.len());
+            answer_all(oldest.answers, PeerError::BadAnswer { reason: reason.clone() });
+            return Err(PeerError::BadAnswer { reason });
+        }
+        for (result, answer) in response.results.into_iter().zip(oldest.answers) {
+            let _ = answer.send(item_answer(result.outcome, classify));
+        }
+        Ok(())
+    }
+
+    /// Fails every batch still waiting: each may or may not have been applied,
+    /// as `error` says.
+    fn fail(self, error: PeerError) {
+        for waiting in self.waiting {
+            answer_all(waiting.answers, error.clone());
+        }
+    }
+}
+
+fn item_answer(outcome: Option<batch_result::Outcome>, classify: Classify) -> Answer {
     match outcome {
         Some(batch_result::Outcome::Held(held)) => Ok(held),
         Some(batch_result::Outcome::Failure(failure)) => {
@@ -139,3 +241,6 @@ fn answer_all(answers: Vec<oneshot::Sender<Answer>>, error: PeerError) {
         let _ = answer.send(Err(error.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests;
