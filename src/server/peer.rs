@@ -47,15 +47,6 @@ impl PeerApi {
     }
 }
 
-impl Serving {
-
-    /// A refusal is worth a log line: it means a misconfigured or skewed peer.
-    fn refused(&self, refusal: Refusal) -> Status {
-        warn!(self.log, "refused a peer message"; "reason" => %refusal);
-        status::from_refusal(refusal)
-    }
-}
-
 #[tonic::async_trait]
 impl PeerService for PeerApi {
     type BatchStreamStream = BoxStream<'static, Result<BatchResponse, Status>>;
@@ -107,6 +98,12 @@ impl PeerService for PeerApi {
 pub const MAX_BATCH_ITEMS: usize = 1024;
 
 impl Serving {
+    /// A refusal is worth a log line: it means a misconfigured or skewed peer.
+    fn refused(&self, refusal: Refusal) -> Status {
+        warn!(self.log, "refused a peer message"; "reason" => %refusal);
+        status::from_refusal(refusal)
+    }
+
     /// One batch, from `Batch` or from a `BatchStream`: each item is served as
     /// its single call would be, and fails on its own.
     fn serve_batch(&self, batch: BatchRequest) -> Result<BatchResponse, Status> {

@@ -202,8 +202,9 @@ impl Stream {
         if response.results.len() != oldest.answers.len() {
             let reason =
                 format!("a batch of {} items was answered with {} results", oldest.answers.len(), response.results.len());
-            answer_all(oldest.answers, PeerError::BadAnswer { reason: reason.clone() });
-            return Err(PeerError::BadAnswer { reason });
+            let error = PeerError::BadAnswer { reason };
+            answer_all(oldest.answers, error.clone());
+            return Err(error);
         }
         for (result, answer) in response.results.into_iter().zip(oldest.answers) {
             let _ = answer.send(item_answer(result.outcome, classify));
