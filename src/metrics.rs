@@ -21,11 +21,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Method {
     Set,
     Get,
     Delete,
+}
+
+impl Method {
+    const ALL: [Method; 3] = [Method::Set, Method::Get, Method::Delete];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One method's series that every successful call touches, looked up once:
+/// a call then takes no family lock and hashes no labels.
+struct MethodSeries {
+    ok: Counter,
+    latency: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,7 +93,8 @@ type GaugeSource = Box<dyn Fn() -> NodeGauges + Send + Sync>;
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<MethodLabels, Histogram>,
+    /// Indexed by `Method::index`.
+    method_series: [MethodSeries; 3],
     hits: Counter,
     misses: Counter,
     quorum_failures: Family<ReasonLabels, Counter>,
@@ -106,6 +122,10 @@ impl Metrics {
         registry.register("requests", "Client calls, by method and gRPC status code", requests.clone());
         let latency = Family::<MethodLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit("request_duration", "Client call latency", Unit::Seconds, latency.clone());
+        let method_series = Method::ALL.map(|method| MethodSeries {
+            ok: requests.get_or_create(&RequestLabels { method, code: code_name(tonic::Code::Ok) }).clone(),
+            latency: latency.get_or_create(&MethodLabels { method }).clone(),
+        });
         let hits = Counter::default();
         registry.register("cache_hits", "Gets that returned a value", hits.clone());
         let misses = Counter::default();
@@ -148,7 +168,7 @@ impl Metrics {
         Arc::new(Self {
             registry,
             requests,
-            latency,
+            method_series,
             hits,
             misses,
             quorum_failures,
@@ -171,8 +191,12 @@ impl Metrics {
                 _ => 0,
             };
         }
-        self.requests.get_or_create(&RequestLabels { method: method.clone(), code: code_name(code) }).inc();
-        self.latency.get_or_create(&MethodLabels { method }).observe(elapsed.as_secs_f64());
+        let series = &self.method_series[method.index()];
+        match code {
+            tonic::Code::Ok => series.ok.inc(),
+            _ => self.requests.get_or_create(&RequestLabels { method, code: code_name(code) }).inc(),
+        };
+        series.latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn rate_limited(&self) {

@@ -140,8 +140,8 @@ async fn bad_items_in_a_batch_fail_alone_and_an_oversized_batch_changes_nothing(
         write("c", "12345678901234567"),
         write("d", "good"),
     ];
-    let oversized = BatchRequest { items: (0..1025).map(|_| BatchItem { call: Some(write("e", "v")) }).collect() };
-    let mut request = BatchRequest { items: items.into_iter().map(|call| BatchItem { call: Some(call) }).collect() };
+    let oversized = BatchRequest { items: (0..1025).map(|_| BatchItem { call: Some(write("e", "v")) }).collect(), envelope: None };
+    let mut request = BatchRequest { items: items.into_iter().map(|call| BatchItem { call: Some(call) }).collect(), envelope: None };
     request.items.push(BatchItem { call: None });
     let results = client.batch(request).await.expect("a batch with bad items is still answered").into_inner().results;
     let outcomes: Vec<_> = results.into_iter().map(|result| result.outcome.expect("every item has an outcome")).collect();
@@ -174,6 +174,56 @@ async fn bad_items_in_a_batch_fail_alone_and_an_oversized_batch_changes_nothing(
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("at most 1024 items, got 1025"), "{}", status.message());
     assert!(!target.holds("e").await, "the oversized batch changed nothing");
+}
+
+/// A batch's own envelope stands in for the items that carry none: a good one
+/// serves them, a bad one (misaddressed, or missing its clock) fails exactly
+/// those items with the refusal their single call would get and changes
+/// nothing, while an item with a good envelope of its own is still served.
+#[tokio::test]
+async fn a_batch_envelope_checks_the_items_without_one_and_a_bad_one_fails_only_them() {
+    use peer_pb::{BatchItem, BatchRequest, batch_item, batch_result};
+    let target = Target::start().await;
+    let mut client = target.client.clone();
+    let held::State::Nothing(nothing) = target.held("a").await else { panic!("a must be absent") };
+    let floor = nothing.watermark.unwrap();
+    let above = Version { logical: floor.logical + 1, ..floor };
+    let write = |key: &str, own: Option<Envelope>| BatchItem {
+        call: Some(batch_item::Call::Write(WriteRequest { version: Some(above), envelope: own, ..target.write(key, "v") })),
+    };
+    let outcomes = |request: BatchRequest| {
+        let mut client = client.clone();
+        async move {
+            let results = client.batch(request).await.expect("the batch is answered").into_inner().results;
+            results.into_iter().map(|result| result.outcome.expect("every item has an outcome")).collect::<Vec<_>>()
+        }
+    };
+    let failure = |outcome: &batch_result::Outcome| match outcome {
+        batch_result::Outcome::Failure(failure) => (Code::from(failure.code), failure.message.clone()),
+        held => panic!("a bad item was accepted: {held:?}"),
+    };
+
+    let good = BatchRequest { items: vec![write("a", None), write("b", Some(target.envelope()))], envelope: Some(target.envelope()) };
+    let served = outcomes(good).await;
+    assert!(served.iter().all(|outcome| matches!(outcome, batch_result::Outcome::Held(_))), "{served:?}");
+    assert!(target.holds("a").await && target.holds("b").await, "the batch envelope served both items");
+
+    let misaddressed = Envelope { to: "elsewhere:8080".into(), ..target.envelope() };
+    let request = BatchRequest { items: vec![write("c", None), write("d", Some(target.envelope()))], envelope: Some(misaddressed) };
+    let answered = outcomes(request).await;
+    let (code, message) = failure(&answered[0]);
+    assert_eq!(code, Code::FailedPrecondition);
+    assert!(message.contains("called this node \"elsewhere:8080\""), "{message}");
+    assert!(matches!(&answered[1], batch_result::Outcome::Held(_)), "the item's own envelope is used: {:?}", answered[1]);
+
+    let clockless = Envelope { clock: None, ..target.envelope() };
+    let answered = outcomes(BatchRequest { items: vec![write("e", None)], envelope: Some(clockless) }).await;
+    let (code, message) = failure(&answered[0]);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.contains("envelope.clock is missing"), "{message}");
+
+    assert!(target.holds("d").await, "the positive control");
+    assert!(!target.holds("c").await && !target.holds("e").await, "items failed by their batch's envelope changed nothing");
 }
 
 /// A `BatchStream` answers each batch as `Batch` would, in the order sent; a
@@ -209,8 +259,8 @@ async fn a_batch_stream_answers_in_order_refuses_an_oversized_batch_and_ends_whe
     };
 
     let (batches, answers) = open(&target.client);
-    batches.send(BatchRequest { items: vec![write("a", "first")] }).unwrap();
-    batches.send(BatchRequest { items: vec![read("a"), write("123456789", "v")] }).unwrap();
+    batches.send(BatchRequest { items: vec![write("a", "first")], envelope: None }).unwrap();
+    batches.send(BatchRequest { items: vec![read("a"), write("123456789", "v")], envelope: None }).unwrap();
     let mut answers = answers.await.expect("the stream opens").into_inner();
     let first = answers.message().await.unwrap().expect("the first batch is answered");
     assert_eq!(first.results.len(), 1);
@@ -223,14 +273,14 @@ async fn a_batch_stream_answers_in_order_refuses_an_oversized_batch_and_ends_whe
     assert_eq!(Code::from(failure.code), Code::InvalidArgument);
     assert!(failure.message.contains("MAX_KEY_SIZE (8 bytes)"), "{}", failure.message);
 
-    batches.send(BatchRequest { items: (0..1025).map(|_| write("e", "v")).collect() }).unwrap();
+    batches.send(BatchRequest { items: (0..1025).map(|_| write("e", "v")).collect(), envelope: None }).unwrap();
     let status = answers.message().await.expect_err("an oversized batch ends the stream");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("at most 1024 items, got 1025"), "{}", status.message());
     assert!(!target.holds("e").await, "the oversized batch changed nothing");
 
     let (batches, answers) = open(&target.client);
-    batches.send(BatchRequest { items: vec![read("a")] }).unwrap();
+    batches.send(BatchRequest { items: vec![read("a")], envelope: None }).unwrap();
     let mut answers = answers.await.expect("a new stream opens").into_inner();
     assert!(answers.message().await.unwrap().is_some(), "the new stream answers");
     target.node.signal("TERM");

@@ -5,7 +5,8 @@
 //!
 //! Owns: validation of peer messages (missing fields, bad keys and values are
 //! INVALID_ARGUMENT and change nothing), and unpacking batches: each item of a
-//! `Batch` is served exactly as the single call would be, and fails on its own.
+//! `Batch` is served exactly as the single call would be, and fails on its own;
+//! an item without an envelope is checked against the batch's.
 //! A `BatchStream` serves each batch that arrives on it the same way, in order,
 //! and ends when the node closes its listener (after the drain), so that
 //! graceful shutdown is not held open by peers' long-lived streams.
@@ -14,7 +15,8 @@
 
 use super::convert::required;
 use super::status;
-use crate::limits::InputLimits;
+use crate::limits::{InputError, InputLimits};
+use crate::peer_pb;
 use crate::peer_pb::peer_service_server::PeerService;
 use crate::peer_pb::{
     BatchRequest, BatchResponse, BatchResult, HandshakeRequest, HandshakeResponse, ItemFailure, ReadRequest,
@@ -24,6 +26,7 @@ use crate::replica::{Envelope, Refusal, Replica};
 use crate::store::Record;
 use futures::stream::{BoxStream, StreamExt};
 use slog::{Logger, warn};
+use std::borrow::Cow;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -66,12 +69,12 @@ impl PeerService for PeerApi {
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
-        let reply = self.serving.serve_read(request.into_inner())?;
+        let reply = self.serving.serve_read(request.into_inner(), None)?;
         Ok(Response::new(ReadResponse { clock: reply.clock, held: reply.held }))
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
-        Ok(Response::new(self.serving.serve_write(request.into_inner())?))
+        Ok(Response::new(self.serving.serve_write(request.into_inner(), None)?))
     }
 
     async fn batch(&self, request: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
@@ -108,6 +111,8 @@ impl Serving {
     /// its single call would be, and fails on its own.
     fn serve_batch(&self, batch: BatchRequest) -> Result<BatchResponse, Status> {
         let items = batch.items;
+        // Decoded once; a bad one fails only the items that lean on it.
+        let shared = batch.envelope.map(|envelope| Envelope::try_from(Some(envelope)));
         if items.len() > MAX_BATCH_ITEMS {
             return Err(Status::invalid_argument(format!(
                 "a batch holds at most {MAX_BATCH_ITEMS} items, got {}; split it",
@@ -118,8 +123,8 @@ impl Serving {
             .into_iter()
             .map(|item| {
                 let served = match item.call {
-                    Some(batch_item::Call::Read(read)) => self.serve_read(read),
-                    Some(batch_item::Call::Write(write)) => self.serve_write(write),
+                    Some(batch_item::Call::Read(read)) => self.serve_read(read, shared.as_ref()),
+                    Some(batch_item::Call::Write(write)) => self.serve_write(write, shared.as_ref()),
                     None => Err(Status::invalid_argument("a batch item is neither a read nor a write")),
                 };
                 let outcome = match served {
@@ -133,16 +138,16 @@ impl Serving {
     }
 
     /// A Read, alone or in a batch. The answer has the same shape as a write's.
-    fn serve_read(&self, request: ReadRequest) -> Result<WriteResponse, Status> {
-        let envelope = Envelope::try_from(request.envelope).map_err(status::from_input)?;
+    fn serve_read(&self, request: ReadRequest, shared: Option<&SharedEnvelope>) -> Result<WriteResponse, Status> {
+        let envelope = envelope_of(request.envelope, shared)?;
         self.limits.check_key(&request.key).map_err(status::from_input)?;
         let reply = self.replica.read(&envelope, &request.key, request.digest).map_err(|refusal| self.refused(refusal))?;
         Ok(WriteResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) })
     }
 
     /// A Write, alone or in a batch.
-    fn serve_write(&self, request: WriteRequest) -> Result<WriteResponse, Status> {
-        let envelope = Envelope::try_from(request.envelope).map_err(status::from_input)?;
+    fn serve_write(&self, request: WriteRequest, shared: Option<&SharedEnvelope>) -> Result<WriteResponse, Status> {
+        let envelope = envelope_of(request.envelope, shared)?;
         self.limits.check_key(&request.key).map_err(status::from_input)?;
         if let Some(value) = &request.value {
             self.limits.check_value(value).map_err(status::from_input)?;
@@ -151,6 +156,18 @@ impl Serving {
         let record = Record { version, value: request.value, expires_at_ms: request.expires_at_ms };
         let reply = self.replica.write(&envelope, request.key, record).map_err(|refusal| self.refused(refusal))?;
         Ok(WriteResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) })
+    }
+}
+
+/// A batch's envelope, decoded once for the items that carry none.
+type SharedEnvelope = Result<Envelope, InputError>;
+
+/// The envelope a message is checked against: its own, else its batch's.
+fn envelope_of(own: Option<peer_pb::Envelope>, shared: Option<&SharedEnvelope>) -> Result<Cow<'_, Envelope>, Status> {
+    match (own, shared) {
+        (None, Some(Ok(shared))) => Ok(Cow::Borrowed(shared)),
+        (None, Some(Err(error))) => Err(status::from_input(error.clone())),
+        (own, _) => Envelope::try_from(own).map(Cow::Owned).map_err(status::from_input),
     }
 }
 

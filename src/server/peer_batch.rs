@@ -2,10 +2,10 @@
 //! sends them on one long-lived `BatchStream` per peer.
 //!
 //! Owns: per peer, a queue and the task that empties it. The task takes every
-//! call queued by the time it runs (after yielding once, so that the calls of
-//! tasks already woken can join) and sends them as one batch on the peer's
-//! stream, without waiting for earlier batches; the peer answers the batches in
-//! order. An idle node therefore sends each call at once (a batch of one), and a
+//! call queued by the time it runs (it is woken by the first and runs after the
+//! tasks already ready, whose calls thus join) and sends them as one batch on
+//! the peer's stream, without waiting for earlier batches; the peer answers the
+//! batches in order. The items' common envelope travels once, on the batch. An idle node therefore sends each call at once (a batch of one), and a
 //! busy one pays one stream message for many requests. A stream costs one
 //! HTTP/2 request for its whole life, where a `Batch` call per batch paid
 //! request headers, trailers and a task on each side every time, which is most
@@ -19,11 +19,11 @@
 //! (`coordinator`), what the peer does with each item (`server::peer`).
 //!
 //! Hand-written rather than a crate: the batching policy is tied to the peer
-//! protocol (one envelope per item, per-item failures, answers in order) and
+//! protocol (one envelope per batch, per-item failures, answers in order) and
 //! fits in a page.
 
 use crate::peer_pb::peer_service_client::PeerServiceClient;
-use crate::peer_pb::{BatchItem, BatchRequest, BatchResponse, WriteResponse, batch_item, batch_result};
+use crate::peer_pb::{BatchItem, BatchRequest, BatchResponse, Envelope, WriteResponse, batch_item, batch_result};
 use crate::transport::PeerError;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
@@ -95,7 +95,6 @@ async fn send_batches(
         tokio::select! {
             queued = queue.recv(), if room => {
                 let Some(first) = queued else { return };
-                tokio::task::yield_now().await;
                 let batch = take_batch(first, &mut queue);
                 if !batch.is_empty() {
                     stream.get_or_insert_with(|| Stream::open(&client)).send(batch, rpc_timeout);
@@ -181,11 +180,12 @@ impl Stream {
     }
 
     fn send(&mut self, batch: Vec<Queued>, rpc_timeout: Duration) {
-        let (items, answers): (Vec<_>, Vec<_>) =
+        let (mut items, answers): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|queued| (BatchItem { call: Some(queued.call) }, queued.answer)).unzip();
+        let envelope = share_envelope(&mut items);
         // The request body holds the receiver for as long as this stream is
         // open; once it has gone, the answers stream ends and fails this batch.
-        let _ = self.batches.send(BatchRequest { items });
+        let _ = self.batches.send(BatchRequest { items, envelope });
         self.waiting.push_back(Waiting { answers, deadline: Instant::now() + rpc_timeout });
     }
 
@@ -218,6 +218,40 @@ impl Stream {
         for waiting in self.waiting {
             answer_all(waiting.answers, error.clone());
         }
+    }
+}
+
+/// Moves the items' common envelope to the batch: the newest one (by clock) is
+/// kept, and every item whose envelope differs from it only in an older clock
+/// loses its own. Such an item is then checked against a clock its sender had
+/// already reached when it was sent, as a later single message would be. In
+/// practice every item qualifies (they all go from this node to one peer);
+/// one that did not would keep its envelope and be checked against it.
+fn share_envelope(items: &mut [BatchItem]) -> Option<Envelope> {
+    let clock_of = |envelope: &Envelope| envelope.clock.map(|clock| (clock.physical_ms, clock.logical));
+    let newest = items.iter().filter_map(envelope_of).max_by_key(|envelope| clock_of(envelope))?.clone();
+    let shares = |own: &Envelope| own.from == newest.from && own.to == newest.to && own.params == newest.params;
+    for slot in items.iter_mut().filter_map(envelope_slot) {
+        if slot.as_ref().is_some_and(shares) {
+            *slot = None;
+        }
+    }
+    Some(newest)
+}
+
+fn envelope_of(item: &BatchItem) -> Option<&Envelope> {
+    match &item.call {
+        Some(batch_item::Call::Read(read)) => read.envelope.as_ref(),
+        Some(batch_item::Call::Write(write)) => write.envelope.as_ref(),
+        None => None,
+    }
+}
+
+fn envelope_slot(item: &mut BatchItem) -> Option<&mut Option<Envelope>> {
+    match &mut item.call {
+        Some(batch_item::Call::Read(read)) => Some(&mut read.envelope),
+        Some(batch_item::Call::Write(write)) => Some(&mut write.envelope),
+        None => None,
     }
 }
 

@@ -121,3 +121,31 @@ async fn a_stream_the_peer_ends_fails_its_batches_as_maybe_applied_and_the_next_
     assert!(batcher.call(read(b"after")).await.is_ok(), "a new stream answers");
     assert_eq!(streams_opened.load(Ordering::SeqCst), 2);
 }
+
+fn read_with(key: &[u8], to: &str, physical_ms: u64) -> BatchItem {
+    let envelope = Envelope {
+        from: "a:1".into(),
+        to: to.into(),
+        clock: Some(crate::peer_pb::Timestamp { physical_ms, logical: 0 }),
+        params: Some(crate::peer_pb::ClusterParams { replication_factor: 3, vnodes: 8, hash: "xxh3".into(), members_hash: 1 }),
+    };
+    BatchItem { call: Some(batch_item::Call::Read(ReadRequest { envelope: Some(envelope), key: key.to_vec().into(), digest: true })) }
+}
+
+#[test]
+fn a_batch_carries_its_newest_envelope_once_and_an_item_addressed_elsewhere_keeps_its_own() {
+    let mut items = vec![read_with(b"x", "b:1", 10), read_with(b"y", "b:1", 30), read_with(b"z", "c:1", 50), read_with(b"w", "b:1", 20)];
+    let shared = share_envelope(&mut items).expect("a batch of enveloped items shares one");
+    // The newest clock overall (50) belongs to the odd item: whatever is kept is
+    // the newest, and only items equal to it apart from the clock give theirs up.
+    assert_eq!(shared.clock.map(|clock| clock.physical_ms), Some(50));
+    assert_eq!(shared.to, "c:1");
+    let kept: Vec<Option<String>> = items.iter().map(|item| envelope_of(item).map(|own| own.to.clone())).collect();
+    assert_eq!(kept, vec![Some("b:1".into()), Some("b:1".into()), None, Some("b:1".into())]);
+
+    let mut same_peer = vec![read_with(b"x", "b:1", 10), read_with(b"y", "b:1", 30)];
+    let shared = share_envelope(&mut same_peer).unwrap();
+    assert_eq!(shared.clock.map(|clock| clock.physical_ms), Some(30), "the newest clock is sent");
+    assert!(same_peer.iter().all(|item| envelope_of(item).is_none()), "no item repeats it");
+    assert!(share_envelope(&mut [BatchItem { call: Some(read(b"k")) }]).is_none(), "nothing to share");
+}
