@@ -6,8 +6,10 @@
 //! peer refused it, the two phases (ask R replicas for the version they hold or
 //! forgot, stamp one version above the highest, send it to all N, answer once W
 //! hold it or something newer). The read (R answers that vouch for the newest
-//! version, and a blocking write-back to W before answering when they disagree),
-//! per-call timeouts, and the errors that say how many replicas answered.
+//! version, and a blocking write-back to W before answering when they disagree;
+//! peers send digests when this node is asked first, and a second round asks
+//! for values when only a peer holds the newest one), per-call timeouts, and the
+//! errors that say how many replicas answered.
 //! Does not own: the replica rules (`store`, `replica`), transport, input limits.
 //!
 //! Written by hand: this is the product's consistency argument, and every step
@@ -99,8 +101,29 @@ pub enum CoordinatorError {
 
 #[derive(Clone)]
 enum Op {
-    Read { digest: bool },
+    Read(Values),
     Write(Record),
+}
+
+/// Which replicas answer a read with the value; the others send a digest (the
+/// version alone), which is all that deciding a read needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Values {
+    /// Nobody: phase 1 of a write wants versions only.
+    None,
+    /// This node only: a read whose newest version this node holds answers
+    /// from it, and the peers' answers stay small (for large values the copies
+    /// and bytes of the value are most of what a peer read costs).
+    Local,
+    /// Every replica.
+    All,
+}
+
+/// The outcome of one round of a read.
+enum ReadRound {
+    Answered(Option<Found>),
+    /// R answers vouch for a version whose value only came as a digest.
+    ValueOnPeers,
 }
 
 /// What the optimistic round gathered, and whether it proved its version ordered
@@ -193,23 +216,41 @@ impl Coordinator {
         outcome
     }
 
+    /// A round that asks this node for the value and the peers for digests
+    /// when this node is asked first; when the newest version then turns out to
+    /// be held only by peers (this node lags), a second, full round: a read of
+    /// its own, so the first round's answers do not carry over.
     async fn read(&self, key: Bytes) -> Result<Option<Found>, CoordinatorError> {
         let replicas = self.replicas_of(&key)?;
+        let mut values = if replicas.first() == Some(self.replica.id()) { Values::Local } else { Values::All };
+        loop {
+            match self.read_round(&key, replicas, values).await? {
+                ReadRound::Answered(found) => return Ok(found),
+                ReadRound::ValueOnPeers => values = Values::All,
+            }
+        }
+    }
+
+    async fn read_round(&self, key: &Bytes, replicas: &[NodeId], values: Values) -> Result<ReadRound, CoordinatorError> {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let ignore_watermarks = self.settings.unsafe_switches.ignore_watermarks;
         let decide = |answers: &[(NodeId, Held)]| decide_read(answers, read_quorum, ignore_watermarks);
-        let gathered = self.gather(&key, replicas, Op::Read { digest: false }, read_quorum, |answers| decide(answers).is_some()).await;
+        let gathered = self.gather(key, replicas, Op::Read(values), read_quorum, |answers| decide(answers).is_some()).await;
         let candidate = match decide(&gathered.answers) {
             Some(ReadVerdict::Candidate(version)) => version,
-            Some(ReadVerdict::NoValue) => return Ok(None),
-            None if gathered.answers.len() >= read_quorum => return Ok(None),
+            Some(ReadVerdict::NoValue) => return Ok(ReadRound::Answered(None)),
+            None if gathered.answers.len() >= read_quorum => return Ok(ReadRound::Answered(None)),
             None => return Err(unavailable(read_quorum, replicas.len(), gathered)),
         };
-        let Some(found) = self.live_answer(&gathered.answers, candidate) else { return Ok(None) };
+        let found = match self.live_answer(&gathered.answers, candidate, values) {
+            LiveAnswer::Found(found) => found,
+            LiveAnswer::None => return Ok(ReadRound::Answered(None)),
+            LiveAnswer::OnPeers => return Ok(ReadRound::ValueOnPeers),
+        };
         if !self.settings.unsafe_switches.skip_read_repair {
-            self.write_back(&key, replicas, &gathered.answers, &found, write_quorum).await?;
+            self.write_back(key, replicas, &gathered.answers, &found, write_quorum).await?;
         }
-        Ok(Some(found))
+        Ok(ReadRound::Answered(Some(found)))
     }
 
     /// The key's replicas in the order they are asked (`ask_order`).
@@ -310,21 +351,29 @@ impl Coordinator {
     /// Phase 1 of a write: the highest version (or watermark) among R replicas.
     /// This is what orders a write after every write that completed before it.
     async fn version_floor(&self, key: &Bytes, replicas: &[NodeId], read_quorum: usize) -> Result<Version, CoordinatorError> {
-        let gathered = self.gather(key, replicas, Op::Read { digest: true }, read_quorum, |answers| answers.len() >= read_quorum).await;
+        let gathered = self.gather(key, replicas, Op::Read(Values::None), read_quorum, |answers| answers.len() >= read_quorum).await;
         if gathered.answers.len() < read_quorum {
             return Err(unavailable(read_quorum, replicas.len(), gathered));
         }
         Ok(highest_floor(&gathered.answers))
     }
 
-    fn live_answer(&self, answers: &[(NodeId, Held)], candidate: Version) -> Option<Found> {
+    /// The value of `candidate` if an answer holds it unexpired: from any
+    /// answer when every replica sent values, else only from this node's.
+    fn live_answer(&self, answers: &[(NodeId, Held)], candidate: Version, values: Values) -> LiveAnswer {
         let now = self.replica.clock().wall_ms();
-        answers.iter().find_map(|(_, held)| match held {
-            Held::Live { version, value, expires_at_ms } if *version == candidate && now < *expires_at_ms => {
-                Some(Found { value: value.clone(), version: *version, expires_at_ms: *expires_at_ms })
+        let mut on_peers = false;
+        for (node, held) in answers {
+            let Held::Live { version, value, expires_at_ms } = held else { continue };
+            if *version != candidate || now >= *expires_at_ms {
+                continue;
             }
-            _ => None,
-        })
+            if values == Values::All || node == self.replica.id() {
+                return LiveAnswer::Found(Found { value: value.clone(), version: *version, expires_at_ms: *expires_at_ms });
+            }
+            on_peers = true;
+        }
+        if on_peers { LiveAnswer::OnPeers } else { LiveAnswer::None }
     }
 
     /// Read repair, before answering: until W replicas hold the value read (or
@@ -455,7 +504,7 @@ impl Coordinator {
         let node = node.clone();
         if &node == self.replica.id() {
             let held = match op {
-                Op::Read { digest } => self.replica.read_local(key, digest),
+                Op::Read(values) => self.replica.read_local(key, values == Values::None),
                 Op::Write(record) => self.replica.write_local(key.clone(), record),
             };
             return futures::future::ready((node, Ok(held))).boxed();
@@ -465,11 +514,13 @@ impl Coordinator {
         }
         let envelope = self.replica.envelope_to(&node);
         let kind = match op {
-            Op::Read { .. } => PeerOp::Read,
+            Op::Read(_) => PeerOp::Read,
             Op::Write(_) => PeerOp::Write,
         };
         let request = match op {
-            Op::Read { digest } => self.transport.read(&node, ReadRequest { envelope, key: key.clone(), digest }),
+            Op::Read(values) => {
+                self.transport.read(&node, ReadRequest { envelope, key: key.clone(), digest: values != Values::All })
+            }
             Op::Write(record) => self.transport.write(&node, WriteRequest { envelope, key: key.clone(), record }),
         };
         let (clock, peers) = (self.replica.clock().clone(), self.peers.clone());
@@ -512,6 +563,14 @@ fn ask_order(ring: &Ring, me: &NodeId) -> Vec<Box<[NodeId]>> {
             replicas.into_boxed_slice()
         })
         .collect()
+}
+
+enum LiveAnswer {
+    Found(Found),
+    /// No answer holds the version live: deleted or expired, a miss.
+    None,
+    /// Only peers' digests hold it live.
+    OnPeers,
 }
 
 enum ReadVerdict {

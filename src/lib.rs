@@ -40,9 +40,11 @@
 //!
 //! # The path of a Get
 //! `server::client` validates and calls [`coordinator::Coordinator::get`], which
-//! reads the replicas (the local one first), waits until R answers vouch for the
-//! newest version (a replica that forgot newer versions cannot), writes that
-//! version back until W hold it when the answers disagree, and only then answers.
+//! reads the replicas (the local one first, with the value; the peers send the
+//! version only), waits until R answers vouch for the newest version (a replica
+//! that forgot newer versions cannot), reads again with values when only a peer
+//! holds that version, writes it back until W hold it when the answers disagree,
+//! and only then answers.
 
 pub mod check;
 pub mod clock;

@@ -429,6 +429,25 @@ async fn a_healthy_read_asks_only_a_read_quorum() {
     let before = remote_reads(&cluster);
     assert_eq!(get_value(&coordinator).await, Some(value("v")));
     assert_eq!(remote_reads(&cluster) - before, 1, "node1 itself and one peer make R = 2");
+    let value_reads: u64 = ["node2", "node3"].iter().map(|name| cluster.net.value_reads(name)).sum();
+    assert_eq!(value_reads, 0, "the peer sends a digest: node1 holds the newest value itself");
+}
+
+/// node2 lags (v1) behind node3 (v2): the peer's digest vouches for v2, whose
+/// value node2 does not have, so a second round asks for values, returns v2
+/// (never v1, never the digest's empty value) and repairs node2.
+#[tokio::test(start_paused = true)]
+async fn a_lagging_coordinator_fetches_the_newest_value_in_a_second_round() {
+    let cluster = Cluster::new(3);
+    disagreeing_replicas(&cluster).await;
+    let before = (cluster.net.received("node3").0, cluster.net.value_reads("node3"));
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("v2")));
+    let after = (cluster.net.received("node3").0, cluster.net.value_reads("node3"));
+    assert_eq!((after.0 - before.0, after.1 - before.1), (2, 1), "a digest round, then a round with values");
+    assert!(matches!(cluster.held("node2", "k"), Held::Live { value, .. } if value == "v2"), "node2 was repaired");
+    let before = cluster.net.value_reads("node3");
+    assert_eq!(get_value(&cluster.coordinator("node2")).await, Some(value("v2")));
+    assert_eq!(cluster.net.value_reads("node3"), before, "once repaired, node2 answers from its own value");
 }
 
 #[tokio::test(start_paused = true)]

@@ -41,6 +41,8 @@ struct Node {
     fault: Fault,
     reads: u64,
     writes: u64,
+    /// Reads that asked for the value, not a digest.
+    value_reads: u64,
 }
 
 /// Random trouble on every call, drawn from a seeded generator.
@@ -112,6 +114,11 @@ impl MemoryNetwork {
     /// (reads, writes) the node has received, faults included.
     pub fn received(&self, node: &str) -> (u64, u64) {
         self.nodes.lock().get(node).map_or((0, 0), |n| (n.reads, n.writes))
+    }
+
+    /// Reads the node has received that asked for the value, not a digest.
+    pub fn value_reads(&self, node: &str) -> u64 {
+        self.nodes.lock().get(node).map_or(0, |n| n.value_reads)
     }
 
     fn plan(&self, from: &NodeId, to: &NodeId, is_write: bool) -> Plan {
@@ -193,6 +200,11 @@ impl MemoryNetwork {
 
 impl Transport for MemoryNetwork {
     fn read(&self, to: &NodeId, request: ReadRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
+        if !request.digest
+            && let Some(node) = self.nodes.lock().get_mut(to)
+        {
+            node.value_reads += 1;
+        }
         self.call(&request.envelope.from.clone(), to, false, move |replica| {
             replica
                 .read(&request.envelope, &request.key, request.digest)
