@@ -229,7 +229,14 @@ impl Stream {
 /// one that did not would keep its envelope and be checked against it.
 fn share_envelope(items: &mut [BatchItem]) -> Option<Envelope> {
     let clock_of = |envelope: &Envelope| envelope.clock.map(|clock| (clock.physical_ms, clock.logical));
-    let newest = items.iter().filter_map(envelope_of).max_by_key(|envelope| clock_of(envelope))?.clone();
+    // Moved out of its item, not cloned: a clone costs its three strings again.
+    let newest_at = items
+        .iter()
+        .enumerate()
+        .filter_map(|(at, item)| envelope_of(item).map(|envelope| (at, clock_of(envelope))))
+        .max_by_key(|(_, clock)| *clock)?
+        .0;
+    let newest = envelope_slot(&mut items[newest_at])?.take()?;
     let shares = |own: &Envelope| own.from == newest.from && own.to == newest.to && own.params == newest.params;
     for slot in items.iter_mut().filter_map(envelope_slot) {
         if slot.as_ref().is_some_and(shares) {
