@@ -111,14 +111,14 @@ impl Serving {
     /// its single call would be, and fails on its own.
     fn serve_batch(&self, batch: BatchRequest) -> Result<BatchResponse, Status> {
         let items = batch.items;
-        // Decoded once; a bad one fails only the items that lean on it.
-        let shared = batch.envelope.map(|envelope| Envelope::try_from(Some(envelope)));
         if items.len() > MAX_BATCH_ITEMS {
             return Err(Status::invalid_argument(format!(
                 "a batch holds at most {MAX_BATCH_ITEMS} items, got {}; split it",
                 items.len()
             )));
         }
+        // Decoded once; a bad one fails only the items that lean on it.
+        let shared = batch.envelope.map(|envelope| Envelope::try_from(Some(envelope)));
         let results = items
             .into_iter()
             .map(|item| {

@@ -5,8 +5,9 @@
 //! call queued by the time it runs (it is woken by the first and runs after the
 //! tasks already ready, whose calls thus join) and sends them as one batch on
 //! the peer's stream, without waiting for earlier batches; the peer answers the
-//! batches in order. The items' common envelope travels once, on the batch. An idle node therefore sends each call at once (a batch of one), and a
-//! busy one pays one stream message for many requests. A stream costs one
+//! batches in order. The items' common envelope travels once, on the batch.
+//! An idle node therefore sends each call at once (a batch of one), and a busy
+//! one pays one stream message for many requests. A stream costs one
 //! HTTP/2 request for its whole life, where a `Batch` call per batch paid
 //! request headers, trailers and a task on each side every time, which is most
 //! of what a replicated call costs on a small machine.
@@ -233,12 +234,12 @@ fn share_envelope(items: &mut [BatchItem]) -> Option<Envelope> {
     let newest_at = items
         .iter()
         .enumerate()
-        .filter_map(|(at, item)| envelope_of(item).map(|envelope| (at, clock_of(envelope))))
+        .filter_map(|(at, item)| item_envelope(item).map(|envelope| (at, clock_of(envelope))))
         .max_by_key(|(_, clock)| *clock)?
         .0;
-    let newest = envelope_slot(&mut items[newest_at])?.take()?;
+    let newest = item_envelope_mut(&mut items[newest_at])?.take()?;
     let shares = |own: &Envelope| own.from == newest.from && own.to == newest.to && own.params == newest.params;
-    for slot in items.iter_mut().filter_map(envelope_slot) {
+    for slot in items.iter_mut().filter_map(item_envelope_mut) {
         if slot.as_ref().is_some_and(shares) {
             *slot = None;
         }
@@ -246,7 +247,7 @@ fn share_envelope(items: &mut [BatchItem]) -> Option<Envelope> {
     Some(newest)
 }
 
-fn envelope_of(item: &BatchItem) -> Option<&Envelope> {
+fn item_envelope(item: &BatchItem) -> Option<&Envelope> {
     match &item.call {
         Some(batch_item::Call::Read(read)) => read.envelope.as_ref(),
         Some(batch_item::Call::Write(write)) => write.envelope.as_ref(),
@@ -254,7 +255,7 @@ fn envelope_of(item: &BatchItem) -> Option<&Envelope> {
     }
 }
 
-fn envelope_slot(item: &mut BatchItem) -> Option<&mut Option<Envelope>> {
+fn item_envelope_mut(item: &mut BatchItem) -> Option<&mut Option<Envelope>> {
     match &mut item.call {
         Some(batch_item::Call::Read(read)) => Some(&mut read.envelope),
         Some(batch_item::Call::Write(write)) => Some(&mut write.envelope),

@@ -140,12 +140,12 @@ fn a_batch_carries_its_newest_envelope_once_and_an_item_addressed_elsewhere_keep
     // the newest, and only items equal to it apart from the clock give theirs up.
     assert_eq!(shared.clock.map(|clock| clock.physical_ms), Some(50));
     assert_eq!(shared.to, "c:1");
-    let kept: Vec<Option<String>> = items.iter().map(|item| envelope_of(item).map(|own| own.to.clone())).collect();
+    let kept: Vec<Option<String>> = items.iter().map(|item| item_envelope(item).map(|own| own.to.clone())).collect();
     assert_eq!(kept, vec![Some("b:1".into()), Some("b:1".into()), None, Some("b:1".into())]);
 
     let mut same_peer = vec![read_with(b"x", "b:1", 10), read_with(b"y", "b:1", 30)];
     let shared = share_envelope(&mut same_peer).unwrap();
     assert_eq!(shared.clock.map(|clock| clock.physical_ms), Some(30), "the newest clock is sent");
-    assert!(same_peer.iter().all(|item| envelope_of(item).is_none()), "no item repeats it");
+    assert!(same_peer.iter().all(|item| item_envelope(item).is_none()), "no item repeats it");
     assert!(share_envelope(&mut [BatchItem { call: Some(read(b"k")) }]).is_none(), "nothing to share");
 }
