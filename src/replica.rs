@@ -128,14 +128,13 @@ impl Replica {
 
     /// A read by this node's own coordinator: no envelope, no clock check.
     pub fn read_local(&self, key: &[u8], digest: bool) -> Held {
-        let held = self.store.read(key);
-        if digest { held.into_digest() } else { held }
+        self.store.read(key, digest)
     }
 
     /// A write by this node's own coordinator. The answer is a digest: the
     /// coordinator needs only the version now held.
     pub fn write_local(&self, key: Bytes, record: Record) -> Held {
-        self.store.apply(key, record).into_digest()
+        self.store.apply(key, record)
     }
 
     fn reply(&self, held: Held) -> Reply {

@@ -85,7 +85,7 @@ impl Cluster {
     }
 
     fn held(&self, name: &str, key: &str) -> Held {
-        self.replicas[name].store().read(key.as_bytes())
+        self.replicas[name].store().read(key.as_bytes(), false)
     }
 
     fn advance_all(&self, by_ms: u64) {

@@ -24,6 +24,7 @@ use crate::peer_pb::{
 };
 use crate::replica::{Envelope, Refusal, Replica};
 use crate::store::Record;
+use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use slog::{Logger, warn};
 use std::borrow::Cow;
@@ -153,7 +154,11 @@ impl Serving {
             self.limits.check_value(value).map_err(status::from_input)?;
         }
         let version = required(request.version, "version").map_err(status::from_input)?.into();
-        let record = Record { version, value: request.value, expires_at_ms: request.expires_at_ms };
+        // A decoded value is a slice of the whole message's buffer; kept as it is,
+        // each stored value would hold its batch's buffer alive. Copied out, the
+        // store holds the value's bytes and no more.
+        let value = request.value.map(|value| Bytes::copy_from_slice(&value));
+        let record = Record { version, value, expires_at_ms: request.expires_at_ms };
         let reply = self.replica.write(&envelope, request.key, record).map_err(|refusal| self.refused(refusal))?;
         Ok(WriteResponse { clock: Some(reply.clock.into()), held: Some(reply.held.into()) })
     }
@@ -175,4 +180,49 @@ fn envelope_of(own: Option<peer_pb::Envelope>, shared: Option<&SharedEnvelope>) 
 fn failure_of(status: &Status) -> ItemFailure {
     let refusal = status.metadata().get(status::REFUSAL_KEY).and_then(|kind| kind.to_str().ok()).unwrap_or_default();
     ItemFailure { code: status.code() as i32, message: status.message().to_string(), refusal: refusal.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Hlc, ManualClock, Version, WallClock};
+    use crate::replica::ClusterParams;
+    use crate::store::{Held, Store, StoreLimits};
+    use std::time::Duration;
+
+    fn serving() -> Serving {
+        let wall: Arc<dyn WallClock> = ManualClock::new(1_000_000);
+        let clock = Arc::new(Hlc::new(wall.clone(), 1, 500));
+        let limits = StoreLimits { num_shards: 1, max_entries: 10, max_bytes: 1 << 20 };
+        let store = Arc::new(Store::new(limits, wall, Version::ZERO));
+        let params = ClusterParams { replication_factor: 1, vnodes: 1, hash: "xxh3-64".into(), members_hash: 7 };
+        let replica = Arc::new(Replica::new("node1".into(), params, store, clock));
+        let limits = InputLimits {
+            max_key_size: 250,
+            max_value_size: 1024,
+            default_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(60),
+        };
+        Serving { replica, limits, log: Logger::root(slog::Discard, slog::o!()) }
+    }
+
+    #[test]
+    fn a_stored_value_does_not_keep_its_messages_buffer_alive() {
+        let serving = serving();
+        let message = Bytes::from(vec![b'v'; 4096]);
+        let envelope = serving.replica.envelope_to(serving.replica.id());
+        let version = serving.replica.clock().stamp_above(Version::ZERO);
+        let write = WriteRequest {
+            envelope: Some(envelope.into()),
+            key: Bytes::from_static(b"k"),
+            version: Some(version.into()),
+            value: Some(message.slice(100..200)),
+            expires_at_ms: u64::MAX,
+        };
+        serving.serve_write(write, None).expect("a valid write is served");
+        let Held::Live { value, .. } = serving.replica.read_local(b"k", false) else { panic!("the write was not stored") };
+        assert_eq!(value, message.slice(100..200));
+        let buffer = message.as_ptr_range();
+        assert!(!buffer.contains(&value.as_ptr()), "the stored value points into the message's buffer");
+    }
 }

@@ -59,13 +59,14 @@ impl Store {
         Self { shards, wall, dropped: DropCounters::default() }
     }
 
-    pub fn read(&self, key: &[u8]) -> Held {
+    /// What the store holds for `key`; without the value when `digest` is set.
+    pub fn read(&self, key: &[u8], digest: bool) -> Held {
         let now = self.wall.now_ms();
-        self.shard(key).lock().read(key, now)
+        self.shard(key).lock().read(key, now, digest)
     }
 
-    /// Applies a write if newer than what is held or forgotten; answers with what
-    /// the replica holds afterwards.
+    /// Applies a write if newer than what is held or forgotten; answers with a
+    /// digest (the version, no value) of what the replica holds afterwards.
     pub fn apply(&self, key: Bytes, record: Record) -> Held {
         let now = self.wall.now_ms();
         let (held, dropped) = self.shard(&key).lock().apply(key, record, now);

@@ -15,6 +15,7 @@ use super::record::{Held, Record};
 use crate::clock::{Millis, Version};
 use bytes::Bytes;
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 
 /// Memory charged per entry beyond its key and value (map slot, record, counters).
 pub const ENTRY_OVERHEAD_BYTES: usize = 96;
@@ -22,6 +23,13 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 96;
 /// How many entries eviction samples; it drops the least recently used of them
 /// (Redis's approximated LRU; 5 samples is Redis's default).
 const EVICTION_SAMPLES: usize = 5;
+
+/// A key as the shard keeps it: up to 24 bytes inside the map's own slot, longer
+/// ones on the heap. A lookup compares the key it probes in the slot it already
+/// loaded instead of following a pointer to a separate allocation (a cache miss
+/// per read on a store larger than the CPU's caches), and a short key costs no
+/// allocation of its own. 24 bytes keep the slot as large as a `Bytes` was.
+type StoredKey = SmallVec<[u8; 24]>;
 
 struct Entry {
     record: Record,
@@ -36,7 +44,7 @@ pub struct Dropped {
 }
 
 pub struct Shard {
-    entries: IndexMap<Bytes, Entry>,
+    entries: IndexMap<StoredKey, Entry>,
     watermark: Version,
     max_entries: usize,
     max_bytes: usize,
@@ -70,30 +78,32 @@ impl Shard {
         self.watermark
     }
 
-    /// What this replica holds for `key` at `now_ms`.
-    pub fn read(&mut self, key: &[u8], now_ms: Millis) -> Held {
+    /// What this replica holds for `key` at `now_ms`; a digest (no value) when
+    /// `digest` is set, which leaves the value's memory untouched.
+    pub fn read(&mut self, key: &[u8], now_ms: Millis, digest: bool) -> Held {
         let last_used = self.next_use();
         match self.entries.get_mut(key) {
             Some(entry) => {
                 entry.last_used = last_used;
-                held(&entry.record, now_ms)
+                held(&entry.record, now_ms, digest)
             }
             None => Held::Nothing { watermark: self.watermark },
         }
     }
 
     /// Applies `record` if it is newer than what the shard holds (or may have
-    /// forgotten), and answers with what the shard holds afterwards. The second
-    /// value counts entries evicted to make room.
+    /// forgotten), and answers with a digest of what the shard holds afterwards
+    /// (a writer needs the version, never the value). The second value counts
+    /// entries evicted to make room.
     pub fn apply(&mut self, key: Bytes, record: Record, now_ms: Millis) -> (Held, Dropped) {
         let last_used = self.next_use();
-        if let Some(entry) = self.entries.get_mut(&key) {
+        if let Some(entry) = self.entries.get_mut(key.as_ref()) {
             if record.version > entry.record.version {
                 self.bytes = self.bytes - weight(&key, &entry.record) + weight(&key, &record);
                 entry.record = record;
             }
             entry.last_used = last_used;
-            let answer = held(&entry.record, now_ms);
+            let answer = held(&entry.record, now_ms, true);
             let dropped = self.evict_over_budget(&key);
             return (answer, dropped);
         }
@@ -101,8 +111,8 @@ impl Shard {
             return (Held::Nothing { watermark: self.watermark }, Dropped::default());
         }
         self.bytes += weight(&key, &record);
-        let answer = held(&record, now_ms);
-        self.entries.insert(key.clone(), Entry { record, last_used });
+        let answer = held(&record, now_ms, true);
+        self.entries.insert(StoredKey::from_slice(&key), Entry { record, last_used });
         let dropped = self.evict_over_budget(&key);
         (answer, dropped)
     }
@@ -149,7 +159,7 @@ impl Shard {
         for _ in 0..EVICTION_SAMPLES.min(len) {
             let index = (self.next_random() % len as u64) as usize;
             let (key, entry) = self.entries.get_index(index)?;
-            if key.as_ref() == keep {
+            if key.as_slice() == keep {
                 continue;
             }
             if victim.is_none_or(|(_, used)| entry.last_used < used) {
@@ -158,7 +168,7 @@ impl Shard {
         }
         victim.map(|(index, _)| index).or_else(|| {
             // Every sample hit the protected key: take any other entry.
-            (0..len).find(|&index| self.entries.get_index(index).is_some_and(|(k, _)| k.as_ref() != keep))
+            (0..len).find(|&index| self.entries.get_index(index).is_some_and(|(k, _)| k.as_slice() != keep))
         })
     }
 
@@ -185,11 +195,11 @@ impl Shard {
     }
 }
 
-fn held(record: &Record, now_ms: Millis) -> Held {
+fn held(record: &Record, now_ms: Millis, digest: bool) -> Held {
     match &record.value {
         Some(value) if record.is_live_at(now_ms) => Held::Live {
             version: record.version,
-            value: value.clone(),
+            value: if digest { Bytes::new() } else { value.clone() },
             expires_at_ms: record.expires_at_ms,
         },
         _ => Held::Dead { version: record.version },
