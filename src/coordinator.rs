@@ -235,14 +235,14 @@ impl Coordinator {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let ignore_watermarks = self.settings.unsafe_switches.ignore_watermarks;
         let decide = |answers: &[(NodeId, Held)]| decide_read(answers, read_quorum, ignore_watermarks);
-        let gathered = self.gather(key, replicas, Op::Read(values), read_quorum, |answers| decide(answers).is_some()).await;
+        let mut gathered = self.gather(key, replicas, Op::Read(values), read_quorum, |answers| decide(answers).is_some()).await;
         let candidate = match decide(&gathered.answers) {
             Some(ReadVerdict::Candidate(version)) => version,
             Some(ReadVerdict::NoValue) => return Ok(ReadRound::Answered(None)),
             None if gathered.answers.len() >= read_quorum => return Ok(ReadRound::Answered(None)),
             None => return Err(unavailable(read_quorum, replicas.len(), gathered)),
         };
-        let found = match self.live_answer(&gathered.answers, candidate, values) {
+        let found = match self.live_answer(&mut gathered.answers, candidate, values) {
             LiveAnswer::Found(found) => found,
             LiveAnswer::None => return Ok(ReadRound::Answered(None)),
             LiveAnswer::OnPeers => return Ok(ReadRound::ValueOnPeers),
@@ -359,8 +359,10 @@ impl Coordinator {
     }
 
     /// The value of `candidate` if an answer holds it unexpired: from any
-    /// answer when every replica sent values, else only from this node's.
-    fn live_answer(&self, answers: &[(NodeId, Held)], candidate: Version, values: Values) -> LiveAnswer {
+    /// answer when every replica sent values, else only from this node's. The
+    /// value is moved out of its answer, not cloned: from here on the answers
+    /// are only counted by version.
+    fn live_answer(&self, answers: &mut [(NodeId, Held)], candidate: Version, values: Values) -> LiveAnswer {
         let now = self.replica.clock().wall_ms();
         let mut on_peers = false;
         for (node, held) in answers {
@@ -369,7 +371,8 @@ impl Coordinator {
                 continue;
             }
             if values == Values::All || node == self.replica.id() {
-                return LiveAnswer::Found(Found { value: value.clone(), version: *version, expires_at_ms: *expires_at_ms });
+                let value = std::mem::take(value);
+                return LiveAnswer::Found(Found { value, version: *version, expires_at_ms: *expires_at_ms });
             }
             on_peers = true;
         }

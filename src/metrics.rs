@@ -158,7 +158,7 @@ impl Metrics {
         let peer_latency_of = peers
             .iter()
             .map(|peer| {
-                let series = |op| peer_latency.get_or_create(&PeerCallLabels { peer: peer.clone(), op }).clone();
+                let series = |op| peer_latency.get_or_create(&PeerCallLabels { peer: peer.to_string(), op }).clone();
                 (peer.clone(), [series(op_name(PeerOp::Read)), series(op_name(PeerOp::Write))])
             })
             .collect();
@@ -239,10 +239,10 @@ impl Observer for Metrics {
                 PeerOp::Read => read.observe(seconds),
                 PeerOp::Write => write.observe(seconds),
             },
-            None => self.peer_latency.get_or_create(&PeerCallLabels { peer: peer.clone(), op: op_name(op) }).observe(seconds),
+            None => self.peer_latency.get_or_create(&PeerCallLabels { peer: peer.to_string(), op: op_name(op) }).observe(seconds),
         }
         if let Some(error) = error {
-            self.peer_errors.get_or_create(&PeerErrorLabels { peer: peer.clone(), kind: error_kind(error) }).inc();
+            self.peer_errors.get_or_create(&PeerErrorLabels { peer: peer.to_string(), kind: error_kind(error) }).inc();
         }
     }
 }
@@ -325,7 +325,7 @@ impl Collector for NodeCollector {
         let up = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor("peer_up", "1 when the peer answers handshakes, 0 otherwise", None, up.metric_type())?;
         for (peer, is_up) in gauges.peers {
-            let labels = PeerLabels { peer };
+            let labels = PeerLabels { peer: peer.to_string() };
             ConstGauge::new(i64::from(is_up)).encode(family.encode_family(&labels)?)?;
         }
         Ok(())

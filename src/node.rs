@@ -19,7 +19,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use crate::peers::{Peers, spawn_handshakes};
 use crate::replica::{ClusterParams, Replica};
-use crate::ring::{HASH_NAME, Ring, node_number};
+use crate::ring::{HASH_NAME, NodeId, Ring, node_number};
 use crate::server::client::ClientApi;
 use crate::server::drain::Drain;
 use crate::server::peer::PeerApi;
@@ -73,17 +73,19 @@ fn build_core(config: &Config, log: &Logger) -> Result<Core, NodeError> {
         max_bytes: config.capacity_bytes,
     };
     let store = Arc::new(Store::new(limits, wall.clone(), restart_watermark(wall.now_ms(), skew_ms)));
-    let ring = Ring::new(&config.members(), config.vnodes, config.replication_factor);
+    let node_ids = |names: &[String]| names.iter().map(|name| NodeId::from(name.as_str())).collect::<Vec<_>>();
+    let peer_ids = node_ids(&config.peers);
+    let ring = Ring::new(&node_ids(&config.members()), config.vnodes, config.replication_factor);
     let params = ClusterParams {
         replication_factor: config.replication_factor as u32,
         vnodes: config.vnodes as u32,
-        hash: HASH_NAME.to_string(),
+        hash: HASH_NAME.into(),
         members_hash: ring.members_hash(),
     };
-    let replica = Arc::new(Replica::new(config.addr.clone(), params, store.clone(), clock));
-    let peers = Arc::new(Peers::new(config.peers.clone(), log.clone()));
+    let replica = Arc::new(Replica::new(config.addr.as_str().into(), params, store.clone(), clock));
+    let peers = Arc::new(Peers::new(peer_ids.clone(), log.clone()));
     let transport: Arc<dyn Transport> = Arc::new(
-        GrpcTransport::new(&config.peers, peer_source(config), config.rpc_timeout, config.max_recv_msg_size + PEER_MESSAGE_MARGIN)
+        GrpcTransport::new(&peer_ids, peer_source(config), config.rpc_timeout, config.max_recv_msg_size + PEER_MESSAGE_MARGIN)
             .map_err(|reason| NodeError::Peers { reason })?,
     );
     let settings = CoordinatorSettings {
@@ -93,7 +95,7 @@ fn build_core(config: &Config, log: &Logger) -> Result<Core, NodeError> {
         unsafe_switches: config.unsafe_switches,
     };
     let drain = Drain::new();
-    let metrics = Metrics::new(&config.peers, {
+    let metrics = Metrics::new(&peer_ids, {
         let (store, peers, drain) = (store.clone(), peers.clone(), drain.clone());
         move || NodeGauges {
             entries: store.len() as u64,

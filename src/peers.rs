@@ -112,7 +112,7 @@ impl Peers {
         if matches!(peer.status.state, PeerState::Down { .. } | PeerState::Mismatch { .. }) {
             return;
         }
-        warn!(self.log, "peer down"; "peer" => node.as_str(), "reason" => reason.as_str());
+        warn!(self.log, "peer down"; "peer" => &**node, "reason" => reason.as_str());
         peer.status.state = PeerState::Down { reason };
         peer.wake.notify_one();
     }
@@ -131,12 +131,12 @@ impl Peers {
         }
         if peer.status.state != state {
             match &state {
-                PeerState::Up => info!(self.log, "peer up"; "peer" => node.as_str()),
+                PeerState::Up => info!(self.log, "peer up"; "peer" => &**node),
                 PeerState::Down { reason } => {
-                    warn!(self.log, "peer unreachable, retrying"; "peer" => node.as_str(), "reason" => reason.as_str())
+                    warn!(self.log, "peer unreachable, retrying"; "peer" => &**node, "reason" => reason.as_str())
                 }
                 PeerState::Mismatch { reason } => {
-                    error!(self.log, "refusing to coordinate with peer"; "peer" => node.as_str(), "reason" => reason.as_str())
+                    error!(self.log, "refusing to coordinate with peer"; "peer" => &**node, "reason" => reason.as_str())
                 }
                 PeerState::Unknown => {}
             }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 pub struct ClusterParams {
     pub replication_factor: u32,
     pub vnodes: u32,
-    pub hash: String,
+    /// Shared: every envelope carries it.
+    pub hash: Arc<str>,
     pub members_hash: u64,
 }
 

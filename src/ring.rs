@@ -14,7 +14,9 @@ use xxhash_rust::xxh3::xxh3_64;
 pub const HASH_NAME: &str = "xxh3-64";
 
 /// A node's identity: its advertised address, as given in ADDR and PEERS.
-pub type NodeId = String;
+/// A node's ADDR; shared, so that naming a node in a call, an answer or an
+/// envelope costs a reference count, not an allocation.
+pub type NodeId = std::sync::Arc<str>;
 
 /// The numeric id a node puts in the versions it stamps.
 pub fn node_number(node: &str) -> u64 {
@@ -127,7 +129,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn members(count: usize) -> Vec<NodeId> {
-        (1..=count).map(|n| format!("node{n}:8080")).collect()
+        (1..=count).map(|n| format!("node{n}:8080").into()).collect()
     }
 
     fn keys() -> impl Iterator<Item = Vec<u8>> {

@@ -31,7 +31,7 @@ impl Target {
     }
 
     fn envelope(&self) -> Envelope {
-        let ring = Ring::new(std::slice::from_ref(&self.node.addr), 128, 3);
+        let ring = Ring::new(&[self.node.addr.as_str().into()], 128, 3);
         Envelope {
             from: "tester:1".into(),
             to: self.node.addr.clone(),

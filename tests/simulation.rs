@@ -84,7 +84,7 @@ struct Sim {
 
 impl Sim {
     fn new(scenario: Scenario, rng: &mut Rng) -> Arc<Sim> {
-        let names: Vec<NodeId> = (1..=NODES).map(|n| format!("node{n}:8080")).collect();
+        let names: Vec<NodeId> = (1..=NODES).map(|n| format!("node{n}:8080").into()).collect();
         let offsets = (0..NODES).map(|_| rng.below(401) as i64 - 200).collect();
         let sim = Arc::new(Sim {
             net: MemoryNetwork::new(),

@@ -35,7 +35,7 @@ fn settings() -> CoordinatorSettings {
 
 impl Cluster {
     fn new(size: usize) -> Self {
-        let names: Vec<NodeId> = (1..=size).map(|n| format!("node{n}")).collect();
+        let names: Vec<NodeId> = (1..=size).map(|n| format!("node{n}").into()).collect();
         let ring = Ring::new(&names, 16, 3);
         let mut cluster = Self {
             net: MemoryNetwork::new(),
@@ -79,7 +79,7 @@ impl Cluster {
     }
 
     fn coordinator_with(&self, name: &str, settings: CoordinatorSettings) -> Coordinator {
-        let others = self.names.iter().filter(|other| *other != name).cloned();
+        let others = self.names.iter().filter(|other| &***other != name).cloned();
         let peers = Arc::new(Peers::new(others, slog::Logger::root(slog::Discard, slog::o!())));
         Coordinator::new(self.replicas[name].clone(), self.ring.clone(), Arc::new(self.net.clone()), peers, settings)
     }
@@ -410,7 +410,7 @@ async fn after_a_handshake_writes_are_stamped_above_a_restarted_peers_watermark(
         "the scenario needs a write below node3's restart watermark"
     );
     let node1 = cluster.replicas["node1"].clone();
-    let (state, _) = crate::peers::handshake_once(&node1, &cluster.net, &"node3".to_string(), TIMEOUT).await;
+    let (state, _) = crate::peers::handshake_once(&node1, &cluster.net, &"node3".into(), TIMEOUT).await;
     assert_eq!(state, crate::peers::PeerState::Up);
     let after = cluster.coordinator("node1").set(key(), value("after"), FOREVER).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -479,7 +479,7 @@ async fn every_key_is_read_from_the_same_next_member() {
         }
         for (name, before) in cluster.names.iter().zip(before) {
             let reads = cluster.net.received(name).0 - before;
-            let expected = if name == preferred { keys.len() as u64 } else { 0 };
+            let expected = if **name == *preferred { keys.len() as u64 } else { 0 };
             assert_eq!(reads, expected, "reads of {} keys that reached {name}", keys.len());
         }
     }

@@ -26,7 +26,7 @@ impl AdminApi {
     fn this_node(&self) -> NodeStatus {
         let replica = self.coordinator.replica();
         NodeStatus {
-            addr: replica.id().clone(),
+            addr: replica.id().to_string(),
             state: "self".into(),
             reason: String::new(),
             last_contact_ms: replica.clock().wall_ms(),
@@ -48,7 +48,7 @@ impl AdminService for AdminApi {
                 PeerState::Mismatch { reason } => ("mismatch", reason),
             };
             nodes.push(NodeStatus {
-                addr,
+                addr: addr.to_string(),
                 state: state.into(),
                 reason,
                 last_contact_ms: peer.last_contact_ms,
@@ -60,7 +60,7 @@ impl AdminService for AdminApi {
         let (read_quorum, write_quorum) = self.coordinator.quorums(replication);
         let readiness = (self.ready)();
         Ok(Response::new(StatusResponse {
-            addr: self.coordinator.replica().id().clone(),
+            addr: self.coordinator.replica().id().to_string(),
             ready: readiness.is_ok(),
             not_ready_reason: readiness.err().unwrap_or_default(),
             replication_factor: replication as u32,

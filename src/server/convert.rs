@@ -47,7 +47,7 @@ impl From<ClusterParams> for peer_pb::ClusterParams {
         peer_pb::ClusterParams {
             replication_factor: params.replication_factor,
             vnodes: params.vnodes,
-            hash: params.hash,
+            hash: params.hash.to_string(),
             members_hash: params.members_hash,
         }
     }
@@ -58,7 +58,7 @@ impl From<peer_pb::ClusterParams> for ClusterParams {
         ClusterParams {
             replication_factor: params.replication_factor,
             vnodes: params.vnodes,
-            hash: params.hash,
+            hash: params.hash.into(),
             members_hash: params.members_hash,
         }
     }
@@ -67,8 +67,8 @@ impl From<peer_pb::ClusterParams> for ClusterParams {
 impl From<Envelope> for peer_pb::Envelope {
     fn from(envelope: Envelope) -> Self {
         peer_pb::Envelope {
-            from: envelope.from,
-            to: envelope.to,
+            from: envelope.from.to_string(),
+            to: envelope.to.to_string(),
             clock: Some(envelope.clock.into()),
             params: Some(envelope.params.into()),
         }
@@ -89,8 +89,8 @@ impl TryFrom<Option<peer_pb::Envelope>> for Envelope {
             return Err(InputError::Missing { field: "envelope.from" });
         }
         Ok(Envelope {
-            from: envelope.from,
-            to: envelope.to,
+            from: envelope.from.into(),
+            to: envelope.to.into(),
             clock: required(envelope.clock, "envelope.clock")?.into(),
             params: required(envelope.params, "envelope.params")?.into(),
         })
@@ -135,7 +135,7 @@ impl TryFrom<peer_pb::HandshakeResponse> for Introduction {
 
     fn try_from(response: peer_pb::HandshakeResponse) -> Result<Self, InputError> {
         Ok(Introduction {
-            addr: response.addr,
+            addr: response.addr.into(),
             params: required(response.params, "params")?.into(),
             clock: required(response.clock, "clock")?.into(),
             software_version: response.software_version,

@@ -60,7 +60,7 @@ impl PeerService for PeerApi {
         let envelope = Envelope::try_from(request.into_inner().envelope).map_err(status::from_input)?;
         let introduction = serving.replica.handshake(&envelope).map_err(|refusal| serving.refused(refusal))?;
         Ok(Response::new(HandshakeResponse {
-            addr: introduction.addr,
+            addr: introduction.addr.to_string(),
             params: Some(introduction.params.into()),
             clock: Some(introduction.clock.into()),
             software_version: introduction.software_version,
@@ -79,7 +79,7 @@ impl PeerService for PeerApi {
     }
 
     async fn batch(&self, request: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
-        Ok(Response::new(self.serving.serve_batch(request.into_inner())?))
+        Ok(Response::new(self.serving.serve_batch(request.into_inner(), &mut LastEnvelope::default())?))
     }
 
     /// Batches are served one after another as they arrive, so the answers keep
@@ -90,9 +90,10 @@ impl PeerService for PeerApi {
         request: Request<Streaming<BatchRequest>>,
     ) -> Result<Response<Self::BatchStreamStream>, Status> {
         let serving = self.serving.clone();
+        let mut last_envelope = LastEnvelope::default();
         let answers = request
             .into_inner()
-            .map(move |batch| serving.serve_batch(batch?))
+            .map(move |batch| serving.serve_batch(batch?, &mut last_envelope))
             .take_until(self.closing.clone().cancelled_owned());
         Ok(Response::new(answers.boxed()))
     }
@@ -110,7 +111,7 @@ impl Serving {
 
     /// One batch, from `Batch` or from a `BatchStream`: each item is served as
     /// its single call would be, and fails on its own.
-    fn serve_batch(&self, batch: BatchRequest) -> Result<BatchResponse, Status> {
+    fn serve_batch(&self, batch: BatchRequest, last_envelope: &mut LastEnvelope) -> Result<BatchResponse, Status> {
         let items = batch.items;
         if items.len() > MAX_BATCH_ITEMS {
             return Err(Status::invalid_argument(format!(
@@ -119,7 +120,7 @@ impl Serving {
             )));
         }
         // Decoded once; a bad one fails only the items that lean on it.
-        let shared = batch.envelope.map(|envelope| Envelope::try_from(Some(envelope)));
+        let shared = batch.envelope.map(|envelope| last_envelope.decode(envelope));
         let results = items
             .into_iter()
             .map(|item| {
@@ -167,6 +168,37 @@ impl Serving {
 /// A batch's envelope, decoded once for the items that carry none.
 type SharedEnvelope = Result<Envelope, InputError>;
 
+/// The last batch envelope a stream carried. A stream's batches come from one
+/// sender under one name, so a batch's envelope that matches it takes only its
+/// clock from the message instead of being decoded anew into three strings.
+#[derive(Default)]
+struct LastEnvelope(Option<Envelope>);
+
+impl LastEnvelope {
+    /// What `Envelope::try_from` makes of `message`, reusing the last one's
+    /// names when they are the same.
+    fn decode(&mut self, message: peer_pb::Envelope) -> Result<Envelope, InputError> {
+        if let Some(last) = &self.0
+            && same_sender(last, &message)
+        {
+            let clock = required(message.clock, "envelope.clock")?.into();
+            return Ok(Envelope { clock, ..last.clone() });
+        }
+        let decoded = Envelope::try_from(Some(message))?;
+        self.0 = Some(decoded.clone());
+        Ok(decoded)
+    }
+}
+
+fn same_sender(last: &Envelope, message: &peer_pb::Envelope) -> bool {
+    let same_params = |params: &peer_pb::ClusterParams| {
+        let ours = &last.params;
+        (params.replication_factor, params.vnodes, params.members_hash) == (ours.replication_factor, ours.vnodes, ours.members_hash)
+            && params.hash == *ours.hash
+    };
+    *last.from == message.from && *last.to == message.to && message.params.as_ref().is_some_and(same_params)
+}
+
 /// The envelope a message is checked against: its own, else its batch's.
 fn envelope_of(own: Option<peer_pb::Envelope>, shared: Option<&SharedEnvelope>) -> Result<Cow<'_, Envelope>, Status> {
     match (own, shared) {
@@ -187,6 +219,7 @@ mod tests {
     use super::*;
     use crate::clock::{Hlc, ManualClock, Version, WallClock};
     use crate::replica::ClusterParams;
+    use crate::ring::NodeId;
     use crate::store::{Held, Store, StoreLimits};
     use std::time::Duration;
 
@@ -224,5 +257,30 @@ mod tests {
         assert_eq!(value, message.slice(100..200));
         let buffer = message.as_ptr_range();
         assert!(!buffer.contains(&value.as_ptr()), "the stored value points into the message's buffer");
+    }
+
+    fn message(to: &str, physical_ms: Option<u64>) -> peer_pb::Envelope {
+        let serving = serving();
+        let mut envelope = peer_pb::Envelope::from(serving.replica.envelope_to(&NodeId::from(to)));
+        envelope.clock = physical_ms.map(|physical_ms| peer_pb::Timestamp { physical_ms, logical: 0 });
+        envelope
+    }
+
+    #[test]
+    fn a_streams_next_envelope_from_the_same_sender_takes_only_its_clock_and_decodes_like_a_first_one() {
+        let mut last = LastEnvelope::default();
+        for (to, physical_ms) in [("node1", 5), ("node1", 9), ("node2", 3), ("node1", 4)] {
+            let fresh = Envelope::try_from(Some(message(to, Some(physical_ms)))).unwrap();
+            assert_eq!(last.decode(message(to, Some(physical_ms))), Ok(fresh), "to {to} at {physical_ms}");
+        }
+        let clockless = last.decode(message("node1", None));
+        assert_eq!(clockless, Err(InputError::Missing { field: "envelope.clock" }), "a repeated sender is still checked");
+        let mut other_params = message("node1", Some(6));
+        other_params.params.as_mut().unwrap().members_hash = 8;
+        assert_eq!(last.decode(other_params).map(|envelope| envelope.params.members_hash), Ok(8));
+        let mut other_hash = message("node1", Some(7));
+        let params = other_hash.params.as_mut().unwrap();
+        (params.members_hash, params.hash) = (8, "fnv".into());
+        assert_eq!(last.decode(other_hash).map(|envelope| envelope.params.hash), Ok("fnv".into()));
     }
 }

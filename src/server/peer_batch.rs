@@ -24,7 +24,8 @@
 //! fits in a page.
 
 use crate::peer_pb::peer_service_client::PeerServiceClient;
-use crate::peer_pb::{BatchItem, BatchRequest, BatchResponse, Envelope, WriteResponse, batch_item, batch_result};
+use crate::peer_pb::{self, BatchItem, BatchRequest, BatchResponse, WriteResponse, batch_item, batch_result};
+use crate::replica::Envelope;
 use crate::transport::PeerError;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
@@ -47,6 +48,10 @@ type Answer = Result<WriteResponse, PeerError>;
 type Classify = fn(Status) -> PeerError;
 
 struct Queued {
+    /// Kept in its own form until the batch is built: most items share the
+    /// batch's envelope and are never converted to a message at all.
+    envelope: Envelope,
+    /// Its envelope field is set when the batch is built, if it needs one.
     call: batch_item::Call,
     answer: oneshot::Sender<Answer>,
 }
@@ -66,12 +71,13 @@ impl PeerBatcher {
         Self { queue }
     }
 
-    /// Queues one read or write for the next batch; the future waits for its
-    /// answer. Queued at once, not when first polled, so that the future owns
-    /// nothing of `self` (the transport hands it out as `'static`).
-    pub fn call(&self, call: batch_item::Call) -> impl Future<Output = Answer> + Send + 'static {
+    /// Queues one read or write, sent with `envelope`, for the next batch; the
+    /// future waits for its answer. Queued at once, not when first polled, so
+    /// that the future owns nothing of `self` (the transport hands it out as
+    /// `'static`).
+    pub fn call(&self, envelope: Envelope, call: batch_item::Call) -> impl Future<Output = Answer> + Send + 'static {
         let (answer, answered) = oneshot::channel();
-        let queued = self.queue.send(Queued { call, answer });
+        let queued = self.queue.send(Queued { envelope, call, answer });
         async move {
             let stopped = || PeerError::ConnectionLost { reason: "the node is stopping".into() };
             queued.map_err(|_| stopped())?;
@@ -181,9 +187,15 @@ impl Stream {
     }
 
     fn send(&mut self, batch: Vec<Queued>, rpc_timeout: Duration) {
-        let (mut items, answers): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|queued| (BatchItem { call: Some(queued.call) }, queued.answer)).unzip();
-        let envelope = share_envelope(&mut items);
+        let shared = batch.iter().map(|queued| &queued.envelope).max_by_key(|envelope| envelope.clock).cloned();
+        let (items, answers): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|queued| {
+                let own = shared.as_ref().and_then(|shared| own_envelope(queued.envelope, shared));
+                (BatchItem { call: Some(with_envelope(queued.call, own)) }, queued.answer)
+            })
+            .unzip();
+        let envelope = shared.map(Into::into);
         // The request body holds the receiver for as long as this stream is
         // open; once it has gone, the answers stream ends and fails this batch.
         let _ = self.batches.send(BatchRequest { items, envelope });
@@ -222,45 +234,26 @@ impl Stream {
     }
 }
 
-/// Moves the items' common envelope to the batch: the newest one (by clock) is
-/// kept, and every item whose envelope differs from it only in an older clock
-/// loses its own. Such an item is then checked against a clock its sender had
-/// already reached when it was sent, as a later single message would be. In
-/// practice every item qualifies (they all go from this node to one peer);
-/// one that did not would keep its envelope and be checked against it.
-fn share_envelope(items: &mut [BatchItem]) -> Option<Envelope> {
-    let clock_of = |envelope: &Envelope| envelope.clock.map(|clock| (clock.physical_ms, clock.logical));
-    // Moved out of its item, not cloned: a clone costs its three strings again.
-    let newest_at = items
-        .iter()
-        .enumerate()
-        .filter_map(|(at, item)| item_envelope(item).map(|envelope| (at, clock_of(envelope))))
-        .max_by_key(|(_, clock)| *clock)?
-        .0;
-    let newest = item_envelope_mut(&mut items[newest_at])?.take()?;
-    let shares = |own: &Envelope| own.from == newest.from && own.to == newest.to && own.params == newest.params;
-    for slot in items.iter_mut().filter_map(item_envelope_mut) {
-        if slot.as_ref().is_some_and(shares) {
-            *slot = None;
-        }
-    }
-    Some(newest)
+/// The envelope an item must carry beside the batch's `shared` one, the
+/// newest of the batch's (by clock): none when the two differ only in the
+/// item's older clock. Such an item is then checked against a clock its
+/// sender had already reached when it was sent, as a later single message
+/// would be. In practice every item shares (they all go from this node to one
+/// peer); one that did not would carry its own envelope and be checked against
+/// it. Only what is sent is converted to a message: once per batch, where each
+/// item used to pay for its three strings.
+fn own_envelope(envelope: Envelope, shared: &Envelope) -> Option<peer_pb::Envelope> {
+    let shares = envelope.from == shared.from && envelope.to == shared.to && envelope.params == shared.params;
+    (!shares).then(|| envelope.into())
 }
 
-fn item_envelope(item: &BatchItem) -> Option<&Envelope> {
-    match &item.call {
-        Some(batch_item::Call::Read(read)) => read.envelope.as_ref(),
-        Some(batch_item::Call::Write(write)) => write.envelope.as_ref(),
-        None => None,
+/// `call` with `envelope` as its own.
+fn with_envelope(mut call: batch_item::Call, envelope: Option<peer_pb::Envelope>) -> batch_item::Call {
+    match &mut call {
+        batch_item::Call::Read(read) => read.envelope = envelope,
+        batch_item::Call::Write(write) => write.envelope = envelope,
     }
-}
-
-fn item_envelope_mut(item: &mut BatchItem) -> Option<&mut Option<Envelope>> {
-    match &mut item.call {
-        Some(batch_item::Call::Read(read)) => Some(&mut read.envelope),
-        Some(batch_item::Call::Write(write)) => Some(&mut write.envelope),
-        None => None,
-    }
+    call
 }
 
 fn item_answer(outcome: Option<batch_result::Outcome>, classify: Classify) -> Answer {

@@ -65,8 +65,8 @@ impl GrpcTransport {
         self.links.get(to).ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
     }
 
-    fn batched(&self, to: &NodeId, call: batch_item::Call) -> BoxFuture<'static, Result<Reply, PeerError>> {
-        let answered = self.link(to).map(|link| link.batcher.call(call));
+    fn batched(&self, to: &NodeId, envelope: Envelope, call: batch_item::Call) -> BoxFuture<'static, Result<Reply, PeerError>> {
+        let answered = self.link(to).map(|link| link.batcher.call(envelope, call));
         async move {
             let answer = answered?.await?;
             reply(answer.clock, answer.held)
@@ -77,23 +77,20 @@ impl GrpcTransport {
 
 impl Transport for GrpcTransport {
     fn read(&self, to: &NodeId, request: ReadRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
-        let message = peer_pb::ReadRequest {
-            envelope: Some(request.envelope.into()),
-            key: request.key,
-            digest: request.digest,
-        };
-        self.batched(to, batch_item::Call::Read(message))
+        // The envelope is the batch's to set (`peer_batch`).
+        let message = peer_pb::ReadRequest { envelope: None, key: request.key, digest: request.digest };
+        self.batched(to, request.envelope, batch_item::Call::Read(message))
     }
 
     fn write(&self, to: &NodeId, request: WriteRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
         let message = peer_pb::WriteRequest {
-            envelope: Some(request.envelope.into()),
+            envelope: None,
             key: request.key,
             version: Some(request.record.version.into()),
             value: request.record.value,
             expires_at_ms: request.record.expires_at_ms,
         };
-        self.batched(to, batch_item::Call::Write(message))
+        self.batched(to, request.envelope, batch_item::Call::Write(message))
     }
 
     fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>> {

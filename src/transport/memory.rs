@@ -92,15 +92,15 @@ impl MemoryNetwork {
     }
 
     pub fn set_fault(&self, node: &str, fault: Fault) {
-        self.nodes.lock().entry(node.to_string()).or_default().fault = fault;
+        self.nodes.lock().entry(NodeId::from(node)).or_default().fault = fault;
     }
 
     /// Cuts the link between `a` and `b`, both ways: calls hang until the caller
     /// times out.
     pub fn cut(&self, a: &str, b: &str) {
         let mut links = self.links.lock();
-        links.cut.insert((a.to_string(), b.to_string()));
-        links.cut.insert((b.to_string(), a.to_string()));
+        links.cut.insert((NodeId::from(a), NodeId::from(b)));
+        links.cut.insert((NodeId::from(b), NodeId::from(a)));
     }
 
     pub fn heal_links(&self) {

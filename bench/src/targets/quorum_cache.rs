@@ -68,13 +68,14 @@ impl QuorumCacheTarget {
 
 /// For every key, the index in `addrs` of its first replica on the ring of `members`.
 fn first_replicas(addrs: &[String], members: &[String], keys: &[String]) -> Result<Vec<u16>, String> {
-    let ring = Ring::new(members, VNODES, REPLICATION_FACTOR);
+    let members: Vec<_> = members.iter().map(|member| member.as_str().into()).collect();
+    let ring = Ring::new(&members, VNODES, REPLICATION_FACTOR);
     keys.iter()
         .map(|key| {
             let first = ring
                 .replicas(key.as_bytes())
                 .first()
-                .map(|node| node.as_str())
+                .map(|node| -> &str { node })
                 .unwrap_or_default()
                 .to_string();
             addrs
