@@ -24,9 +24,11 @@ use crate::store::{Held, Record};
 use crate::transport::{PeerError, ReadRequest, Transport, WriteRequest};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
+use smallvec::SmallVec;
 use std::fmt;
+use std::future::Future;
+use std::task::Poll;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -443,23 +445,29 @@ impl Coordinator {
         let is_write = matches!(op, Op::Write(_));
         let started = tokio::time::Instant::now();
         let deadline = started + self.settings.rpc_timeout;
-        let call = |node: &NodeId| self.call(node, key, op.clone(), deadline);
+        let mut asked = Asked::default();
+        let ask = |asked: &mut Asked, node: &NodeId| asked.add(self.call(node, key, op.clone(), deadline));
         let mut waiting = targets.iter();
-        let mut pending: FuturesUnordered<_> = waiting.by_ref().take(first.max(1)).map(call).collect();
+        for node in waiting.by_ref().take(first.max(1)) {
+            ask(&mut asked, node);
+        }
         let hedge = tokio::time::sleep_until(started + self.hedge_delay());
         tokio::pin!(hedge);
         let mut gathered = Gathered { answers: Vec::with_capacity(targets.len()), failures: Vec::new() };
         loop {
-            if pending.is_empty() {
-                pending.extend(waiting.by_ref().map(call));
+            if asked.is_empty() {
+                waiting.by_ref().for_each(|node| ask(&mut asked, node));
             }
-            let next = tokio::select! {
-                biased;
-                next = pending.next() => next,
-                () = &mut hedge, if waiting.len() > 0 => {
-                    pending.extend(waiting.by_ref().map(call));
-                    continue;
-                }
+            let next = match asked.answered.pop() {
+                Some(answer) => Some(answer),
+                None => tokio::select! {
+                    biased;
+                    next = asked.next_pending() => next,
+                    () = &mut hedge, if waiting.len() > 0 => {
+                        waiting.by_ref().for_each(|node| ask(&mut asked, node));
+                        continue;
+                    }
+                },
             };
             let Some((node, outcome)) = next else { break };
             let failed = outcome.is_err();
@@ -470,12 +478,12 @@ impl Coordinator {
             if enough(&gathered.answers) {
                 break;
             }
-            if failed {
-                pending.extend(waiting.next().map(call));
+            if failed && let Some(node) = waiting.next() {
+                ask(&mut asked, node);
             }
         }
-        if is_write && !pending.is_empty() {
-            tokio::spawn(pending.for_each(|_| futures::future::ready(())));
+        if is_write && !asked.pending.is_empty() {
+            tokio::spawn(futures::future::join_all(asked.pending));
         }
         gathered
     }
@@ -496,24 +504,19 @@ impl Coordinator {
         (self.hedge_delay() / 2).max(Duration::from_millis(1))
     }
 
-    /// One call to one replica: local calls go straight to the store.
-    fn call(
-        &self,
-        node: &NodeId,
-        key: &Bytes,
-        op: Op,
-        deadline: tokio::time::Instant,
-    ) -> BoxFuture<'static, (NodeId, Result<Held, PeerError>)> {
+    /// One call to one replica: local calls go straight to the store, and
+    /// are answered at once, as are calls to a peer known to be down.
+    fn call(&self, node: &NodeId, key: &Bytes, op: Op, deadline: tokio::time::Instant) -> Call {
         let node = node.clone();
         if &node == self.replica.id() {
             let held = match op {
                 Op::Read(values) => self.replica.read_local(key, values == Values::None),
                 Op::Write(record) => self.replica.write_local(key.clone(), record),
             };
-            return futures::future::ready((node, Ok(held))).boxed();
+            return Call::Answered((node, Ok(held)));
         }
         if let Err(error) = self.peers.gate(&node) {
-            return futures::future::ready((node, Err(error))).boxed();
+            return Call::Answered((node, Err(error)));
         }
         let envelope = self.replica.envelope_to(&node);
         let kind = match op {
@@ -528,7 +531,7 @@ impl Coordinator {
         };
         let (clock, peers) = (self.replica.clock().clone(), self.peers.clone());
         let observer = self.observer.clone();
-        async move {
+        let sent = async move {
             let started = tokio::time::Instant::now();
             let outcome = match tokio::time::timeout_at(deadline, request).await {
                 Err(_) => Err(PeerError::Timeout),
@@ -540,7 +543,8 @@ impl Coordinator {
             observer.peer_call(&node, kind, started.elapsed(), outcome.as_ref().err());
             (node, outcome)
         }
-        .boxed()
+        .boxed();
+        Call::Sent(sent)
     }
 }
 
@@ -566,6 +570,53 @@ fn ask_order(ring: &Ring, me: &NodeId) -> Vec<Box<[NodeId]>> {
             replicas.into_boxed_slice()
         })
         .collect()
+}
+
+type Answer = (NodeId, Result<Held, PeerError>);
+
+/// A call as `Coordinator::call` leaves it: answered already, or under way.
+enum Call {
+    Answered(Answer),
+    Sent(BoxFuture<'static, Answer>),
+}
+
+/// The calls of one gather, at most one per replica. Answers given at once
+/// (this node's own, a peer known to be down) wait in a small inline list, and
+/// calls under way in another, polled together: with a handful of calls that
+/// costs less than a `FuturesUnordered`'s shared queue and a task per call.
+#[derive(Default)]
+struct Asked {
+    answered: SmallVec<[Answer; 2]>,
+    pending: SmallVec<[BoxFuture<'static, Answer>; 3]>,
+}
+
+impl Asked {
+    /// The first call under way to finish, or `None` when none is under way.
+    fn next_pending(&mut self) -> impl Future<Output = Option<Answer>> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.pending.is_empty() {
+                return Poll::Ready(None);
+            }
+            for at in 0..self.pending.len() {
+                if let Poll::Ready(answer) = self.pending[at].as_mut().poll(cx) {
+                    drop(self.pending.swap_remove(at)); // finished
+                    return Poll::Ready(Some(answer));
+                }
+            }
+            Poll::Pending
+        })
+    }
+
+    fn add(&mut self, call: Call) {
+        match call {
+            Call::Answered(answer) => self.answered.push(answer),
+            Call::Sent(sent) => self.pending.push(sent),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.answered.is_empty() && self.pending.is_empty()
+    }
 }
 
 enum LiveAnswer {
