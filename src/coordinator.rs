@@ -8,14 +8,15 @@
 //! hold it or something newer). The read (R answers that vouch for the newest
 //! version, and a blocking write-back to W before answering when they disagree;
 //! peers send digests when this node is asked first, and a second round asks
-//! for values when only a peer holds the newest one), per-call timeouts, and the
-//! errors that say how many replicas answered.
+//! for values when only a peer holds the newest one), the deadline of each round
+//! of calls (one timer per round, not one per call), and the errors that say how
+//! many replicas answered.
 //! Does not own: the replica rules (`store`, `replica`), transport, input limits.
 //!
 //! Written by hand: this is the product's consistency argument, and every step
 //! of it is spelled out in DESIGN.md ("How a write and a read work").
 
-use crate::clock::{Millis, Version};
+use crate::clock::{Hlc, Millis, Version};
 use crate::observe::{Observer, PeerOp, QuorumFailure, Unobserved};
 use crate::peers::Peers;
 use crate::replica::Replica;
@@ -446,13 +447,16 @@ impl Coordinator {
         let started = tokio::time::Instant::now();
         let deadline = started + self.settings.rpc_timeout;
         let mut asked = Asked::default();
-        let ask = |asked: &mut Asked, node: &NodeId| asked.add(self.call(node, key, op.clone(), deadline));
+        let ask = |asked: &mut Asked, node: &NodeId| asked.add(self.call(node, key, op.clone()));
         let mut waiting = targets.iter();
         for node in waiting.by_ref().take(first.max(1)) {
             ask(&mut asked, node);
         }
-        let hedge = tokio::time::sleep_until(started + self.hedge_delay());
-        tokio::pin!(hedge);
+        // One timer per gather, not one per call: due at the hedge, then moved
+        // to the deadline, where every call still under way has timed out.
+        let timer = tokio::time::sleep_until(started + self.hedge_delay());
+        tokio::pin!(timer);
+        let mut hedged = false;
         let mut gathered = Gathered { answers: Vec::with_capacity(targets.len()), failures: Vec::new() };
         loop {
             if asked.is_empty() {
@@ -463,9 +467,15 @@ impl Coordinator {
                 None => tokio::select! {
                     biased;
                     next = asked.next_pending() => next,
-                    () = &mut hedge, if waiting.len() > 0 => {
-                        waiting.by_ref().for_each(|node| ask(&mut asked, node));
-                        continue;
+                    () = &mut timer => {
+                        if !hedged {
+                            hedged = true;
+                            waiting.by_ref().for_each(|node| ask(&mut asked, node));
+                            timer.as_mut().reset(deadline);
+                            continue;
+                        }
+                        gathered.failures.extend(asked.time_out(&self.recorder(&op)));
+                        break;
                     }
                 },
             };
@@ -483,9 +493,21 @@ impl Coordinator {
             }
         }
         if is_write && !asked.pending.is_empty() {
-            tokio::spawn(futures::future::join_all(asked.pending));
+            tokio::spawn(asked.finish_by(deadline, self.recorder(&op)));
         }
         gathered
+    }
+
+    fn recorder(&self, op: &Op) -> Recorder {
+        Recorder {
+            peers: self.peers.clone(),
+            observer: self.observer.clone(),
+            clock: self.replica.clock().clone(),
+            kind: match op {
+                Op::Read(_) => PeerOp::Read,
+                Op::Write(_) => PeerOp::Write,
+            },
+        }
     }
 
     /// How long the first targets of a gather have before the rest are asked
@@ -506,7 +528,8 @@ impl Coordinator {
 
     /// One call to one replica: local calls go straight to the store, and
     /// are answered at once, as are calls to a peer known to be down.
-    fn call(&self, node: &NodeId, key: &Bytes, op: Op, deadline: tokio::time::Instant) -> Call {
+    /// A call to a peer has no deadline of its own: its gather's ends it.
+    fn call(&self, node: &NodeId, key: &Bytes, op: Op) -> Call {
         let node = node.clone();
         if &node == self.replica.id() {
             let held = match op {
@@ -519,32 +542,27 @@ impl Coordinator {
             return Call::Answered((node, Err(error)));
         }
         let envelope = self.replica.envelope_to(&node);
-        let kind = match op {
-            Op::Read(_) => PeerOp::Read,
-            Op::Write(_) => PeerOp::Write,
-        };
+        let recorder = self.recorder(&op);
         let request = match op {
             Op::Read(values) => {
                 self.transport.read(&node, ReadRequest { envelope, key: key.clone(), digest: values != Values::All })
             }
             Op::Write(record) => self.transport.write(&node, WriteRequest { envelope, key: key.clone(), record }),
         };
-        let (clock, peers) = (self.replica.clock().clone(), self.peers.clone());
-        let observer = self.observer.clone();
-        let sent = async move {
-            let started = tokio::time::Instant::now();
-            let outcome = match tokio::time::timeout_at(deadline, request).await {
-                Err(_) => Err(PeerError::Timeout),
-                Ok(reply) => reply.and_then(|reply| {
+        let started = tokio::time::Instant::now();
+        let reply = {
+            let node = node.clone();
+            async move {
+                let outcome = request.await.and_then(|reply| {
+                    let clock = &recorder.clock;
                     clock.receive(reply.clock).map(|()| reply.held).map_err(|clock| PeerError::ReplyClockAhead { clock })
-                }),
-            };
-            peers.record(&node, outcome.as_ref().map(|_| ()), clock.wall_ms());
-            observer.peer_call(&node, kind, started.elapsed(), outcome.as_ref().err());
-            (node, outcome)
-        }
-        .boxed();
-        Call::Sent(sent)
+                });
+                recorder.record(&node, started, outcome.as_ref().err());
+                (node, outcome)
+            }
+            .boxed()
+        };
+        Call::Sent(UnderWay { node, started, reply })
     }
 }
 
@@ -577,7 +595,31 @@ type Answer = (NodeId, Result<Held, PeerError>);
 /// A call as `Coordinator::call` leaves it: answered already, or under way.
 enum Call {
     Answered(Answer),
-    Sent(BoxFuture<'static, Answer>),
+    Sent(UnderWay),
+}
+
+/// A call to a peer under way. It records its outcome when it finishes; one
+/// that runs out of time is recorded by whoever gives up on it.
+struct UnderWay {
+    node: NodeId,
+    started: tokio::time::Instant,
+    reply: BoxFuture<'static, Answer>,
+}
+
+/// What recording a peer call's outcome needs (the peer's liveness, metrics),
+/// shared with the task that finishes a write's calls in the background.
+struct Recorder {
+    peers: Arc<Peers>,
+    observer: Arc<dyn Observer>,
+    clock: Arc<Hlc>,
+    kind: PeerOp,
+}
+
+impl Recorder {
+    fn record(&self, node: &NodeId, started: tokio::time::Instant, error: Option<&PeerError>) {
+        self.peers.record(node, error.map_or(Ok(()), Err), self.clock.wall_ms());
+        self.observer.peer_call(node, self.kind, started.elapsed(), error);
+    }
 }
 
 /// The calls of one gather, at most one per replica. Answers given at once
@@ -587,7 +629,7 @@ enum Call {
 #[derive(Default)]
 struct Asked {
     answered: SmallVec<[Answer; 2]>,
-    pending: SmallVec<[BoxFuture<'static, Answer>; 3]>,
+    pending: SmallVec<[UnderWay; 3]>,
 }
 
 impl Asked {
@@ -598,7 +640,7 @@ impl Asked {
                 return Poll::Ready(None);
             }
             for at in 0..self.pending.len() {
-                if let Poll::Ready(answer) = self.pending[at].as_mut().poll(cx) {
+                if let Poll::Ready(answer) = self.pending[at].reply.as_mut().poll(cx) {
                     drop(self.pending.swap_remove(at)); // finished
                     return Poll::Ready(Some(answer));
                 }
@@ -616,6 +658,32 @@ impl Asked {
 
     fn is_empty(&self) -> bool {
         self.answered.is_empty() && self.pending.is_empty()
+    }
+
+    /// Gives up on every call still under way: each is recorded and answered
+    /// as timed out.
+    fn time_out(&mut self, recorder: &Recorder) -> SmallVec<[(NodeId, PeerError); 3]> {
+        let time_out = |call: UnderWay| {
+            recorder.record(&call.node, call.started, Some(&PeerError::Timeout));
+            (call.node, PeerError::Timeout)
+        };
+        self.pending.drain(..).map(time_out).collect()
+    }
+
+    /// Lets the calls under way finish, or time out at `deadline`.
+    async fn finish_by(mut self, deadline: tokio::time::Instant, recorder: Recorder) {
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                next = self.next_pending() => if next.is_none() { return },
+                () = &mut timer => {
+                    self.time_out(&recorder);
+                    return;
+                }
+            }
+        }
     }
 }
 

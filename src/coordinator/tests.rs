@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::clock::{Hlc, ManualClock, WallClock};
-use crate::peers::Peers;
+use crate::peers::{PeerState, Peers};
 use crate::replica::ClusterParams;
 use crate::store::{Store, StoreLimits};
 use crate::transport::memory::{Fault, MemoryNetwork};
@@ -392,6 +392,26 @@ async fn writes_still_under_way_at_the_quorum_reach_the_slow_replica() {
     assert!(
         matches!(cluster.held("node3", "k"), Held::Live { version: held, .. } if held == version),
         "the write to the slow replica was cancelled instead of finishing"
+    );
+}
+
+/// The calls a write leaves under way once it has its quorum still end by the
+/// write's deadline, and a replica that stayed silent is then known as down.
+#[tokio::test(start_paused = true)]
+async fn a_silent_replica_left_behind_by_a_write_is_marked_down_at_the_deadline() {
+    let cluster = Cluster::new(3);
+    cluster.net.set_fault("node3", Fault::Blackhole);
+    let coordinator = cluster.coordinator("node1");
+    let started = tokio::time::Instant::now();
+    coordinator.set(key(), value("v"), FOREVER).await.unwrap();
+    let node3: NodeId = "node3".into();
+    assert!(started.elapsed() < TIMEOUT, "the write waited for the silent replica");
+    assert!(!matches!(coordinator.peers().state(&node3), Some(PeerState::Down { .. })), "down before its deadline");
+    tokio::time::sleep_until(started + TIMEOUT + Duration::from_millis(1)).await;
+    assert!(
+        matches!(coordinator.peers().state(&node3), Some(PeerState::Down { reason }) if reason.contains("timeout")),
+        "{:?}",
+        coordinator.peers().state(&node3)
     );
 }
 

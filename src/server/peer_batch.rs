@@ -96,9 +96,21 @@ async fn send_batches(
     classify: Classify,
 ) {
     let mut stream: Option<Stream> = None;
+    // One timer for the task's life, moved only when the oldest batch changes:
+    // a timer made afresh on each turn of the loop was registered and removed
+    // again for every batch sent and every answer.
+    let timeout = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timeout);
+    let mut timeout_at: Option<Instant> = None;
     loop {
         let room = stream.as_ref().is_none_or(|stream| stream.waiting.len() < MAX_BATCHES_IN_FLIGHT);
         let oldest_deadline = stream.as_ref().and_then(Stream::oldest_deadline);
+        if oldest_deadline != timeout_at {
+            if let Some(deadline) = oldest_deadline {
+                timeout.as_mut().reset(deadline);
+            }
+            timeout_at = oldest_deadline;
+        }
         tokio::select! {
             queued = queue.recv(), if room => {
                 let Some(first) = queued else { return };
@@ -119,7 +131,8 @@ async fn send_batches(
                     failed.fail(error);
                 }
             }
-            () = sleep_until(oldest_deadline) => {
+            () = &mut timeout, if timeout_at.is_some() => {
+                timeout_at = None;
                 if let Some(failed) = stream.take() {
                     failed.fail(PeerError::Timeout);
                 }
@@ -145,13 +158,6 @@ fn take_batch(first: Queued, queue: &mut mpsc::UnboundedReceiver<Queued>) -> Vec
 async fn next_answer(stream: &mut Option<Stream>) -> Option<Result<BatchResponse, Status>> {
     match stream {
         Some(stream) => stream.answers.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
