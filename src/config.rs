@@ -22,7 +22,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("NUM_SHARDS", "4 x cores, a power of two", "cache shards per node"),
     ("WORKER_THREADS", "the cores available to the process", "threads serving calls; 1 runs a single-threaded runtime, the cheapest per call; set it to the container's CPU limit, or lower when other busy processes share the cores"),
     ("CAPACITY", "1000000", "maximum entries per node, tombstones included"),
-    ("CAPACITY_BYTES", "268435456", "maximum bytes of keys and values per node (plus 96 bytes per entry)"),
+    ("CAPACITY_BYTES", "268435456", "maximum bytes per node of keys, values and 224 bytes per entry of bookkeeping (about the resident memory of the store)"),
     ("TTL", "3600", "default time to live of an entry, in seconds"),
     ("MAX_TTL", "2592000", "largest TTL a request may ask for, in seconds (30 days)"),
     ("MAX_KEY_SIZE", "250", "largest key, in bytes"),
@@ -181,7 +181,7 @@ impl Config {
             return Err(invalid(
                 "CAPACITY_BYTES",
                 &capacity_bytes.to_string(),
-                "at least MAX_KEY_SIZE + MAX_VALUE_SIZE + 96, so that one largest entry fits",
+                "at least MAX_KEY_SIZE + MAX_VALUE_SIZE + 224, so that one largest entry fits",
             ));
         }
         Ok(Config {

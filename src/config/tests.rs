@@ -97,7 +97,7 @@ fn bad_values_name_the_variable_the_value_and_what_is_allowed() {
         ("LISTEN_ADDR", "everywhere", r#"LISTEN_ADDR must be an IP socket address"#),
         ("PEERS", "node2:8080,node3:abc", r#"PEERS must be host:port with a port from 1 to 65535 (the port may be left out: 8080), got "node2:8080,node3:abc""#),
         ("NUM_SHARDS", "0", r#"NUM_SHARDS must be an integer from 1 to 65536, got "0""#),
-        ("CAPACITY_BYTES", "1000", r#"CAPACITY_BYTES must be at least MAX_KEY_SIZE + MAX_VALUE_SIZE + 96"#),
+        ("CAPACITY_BYTES", "1000", r#"CAPACITY_BYTES must be at least MAX_KEY_SIZE + MAX_VALUE_SIZE + 224"#),
         ("TTL", "0", r#"TTL must be a positive integer"#),
         ("TTL", "9999999", r#"TTL must be at most MAX_TTL (2592000), got "9999999""#),
         ("MAX_TTL", "x", r#"MAX_TTL must be a positive integer, got "x""#),
