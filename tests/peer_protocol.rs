@@ -184,7 +184,7 @@ async fn bad_items_in_a_batch_fail_alone_and_an_oversized_batch_changes_nothing(
 async fn a_batch_envelope_checks_the_items_without_one_and_a_bad_one_fails_only_them() {
     use peer_pb::{BatchItem, BatchRequest, batch_item, batch_result};
     let target = Target::start().await;
-    let mut client = target.client.clone();
+    let client = target.client.clone();
     let held::State::Nothing(nothing) = target.held("a").await else { panic!("a must be absent") };
     let floor = nothing.watermark.unwrap();
     let above = Version { logical: floor.logical + 1, ..floor };
