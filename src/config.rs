@@ -181,7 +181,7 @@ impl Config {
             return Err(invalid(
                 "CAPACITY_BYTES",
                 &capacity_bytes.to_string(),
-                "at least MAX_KEY_SIZE + MAX_VALUE_SIZE + 224, so that one largest entry fits",
+                &format!("at least MAX_KEY_SIZE + MAX_VALUE_SIZE + {ENTRY_OVERHEAD_BYTES}, so that one largest entry fits"),
             ));
         }
         Ok(Config {

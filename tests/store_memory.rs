@@ -54,7 +54,7 @@ fn a_store_filled_past_its_byte_budget_grows_the_process_by_about_the_budget() {
     assert!(store.len() < writes / 2, "the budget evicted most of the {writes} entries: {} held", store.len());
     // A quarter of slack: the map's tables grow by doubling, so an entry costs
     // from about 150 to 270 bytes beyond its key and value depending on where
-    // the count falls. With the old charge of 96 bytes the growth was about 1.7x.
+    // the count falls. With the old charge of 96 bytes the growth was 1.59x.
     assert!(
         grown <= BUDGET + BUDGET / 4,
         "{} entries in a budget of {BUDGET} bytes grew the process by {grown} bytes ({:.2}x the budget, \
