@@ -45,6 +45,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("UNSAFE_SKIP_VERSION_QUERY", "false", "TEST ONLY: stamp writes from the local clock, never asking the replicas (breaks consistency)"),
     ("UNSAFE_SKIP_READ_REPAIR", "false", "TEST ONLY: skip the read's write-back (breaks consistency)"),
     ("UNSAFE_IGNORE_WATERMARKS", "false", "TEST ONLY: trust replicas that forgot (breaks consistency)"),
+    ("UNSAFE_FORCE_ONE_ROUND_WRITE", "false", "TEST ONLY: use the one-round write also when two write quorums need not meet (2W <= N; breaks consistency)"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +129,7 @@ struct Raw {
     unsafe_skip_version_query: Option<String>,
     unsafe_skip_read_repair: Option<String>,
     unsafe_ignore_watermarks: Option<String>,
+    unsafe_force_one_round_write: Option<String>,
 }
 
 impl Config {
@@ -216,6 +218,7 @@ impl Config {
                 skip_version_query: flag("UNSAFE_SKIP_VERSION_QUERY", &raw.unsafe_skip_version_query)?,
                 skip_read_repair: flag("UNSAFE_SKIP_READ_REPAIR", &raw.unsafe_skip_read_repair)?,
                 ignore_watermarks: flag("UNSAFE_IGNORE_WATERMARKS", &raw.unsafe_ignore_watermarks)?,
+                force_one_round_write: flag("UNSAFE_FORCE_ONE_ROUND_WRITE", &raw.unsafe_force_one_round_write)?,
             },
         })
     }

@@ -61,6 +61,9 @@ pub struct UnsafeSwitches {
     pub skip_read_repair: bool,
     /// Treat replicas that hold nothing as vouching, whatever they forgot.
     pub ignore_watermarks: bool,
+    /// Use the one-round write also when two write quorums need not meet
+    /// (2W <= N), where its proof of order does not hold.
+    pub force_one_round_write: bool,
 }
 
 /// A value found by a read.
@@ -270,7 +273,7 @@ impl Coordinator {
             let gathered = self.replicate(&key, replicas, record(version), write_quorum, count_holding).await;
             return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false);
         }
-        if !replicas.contains(self.replica.id()) || write_quorum != 2 {
+        if !self.one_round_allowed(replicas, write_quorum) {
             return self.two_phase_write(&key, replicas, record, Version::ZERO).await;
         }
         let floor = self.replica.read_local(&key, true).floor();
@@ -294,6 +297,17 @@ impl Coordinator {
         // The version was stored nowhere, so a new one cannot make it count twice.
         let seen = highest_floor(&first.gathered.answers);
         self.two_phase_write(&key, replicas, record, seen).await
+    }
+
+    /// Whether a write to `replicas` may try the one-round write: this node is
+    /// one of them, W = 2 (one peer's store completes the proof), and any two
+    /// write quorums meet (2W > N), which the proof needs: with 2W <= N two
+    /// disjoint pairs of replicas can each acknowledge writes, and a pair whose
+    /// clocks run behind would have its acknowledged writes lost to the other
+    /// pair's older ones.
+    fn one_round_allowed(&self, replicas: &[NodeId], write_quorum: usize) -> bool {
+        let quorums_meet = 2 * write_quorum > replicas.len() || self.settings.unsafe_switches.force_one_round_write;
+        write_quorum == 2 && quorums_meet && replicas.contains(self.replica.id())
     }
 
     /// Phase 1 (the versions held by R replicas), then phase 2 (a version above

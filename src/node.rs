@@ -9,7 +9,7 @@
 
 use crate::clock::{Hlc, SystemClock, WallClock, restart_watermark};
 use crate::config::Config;
-use crate::coordinator::{Coordinator, CoordinatorSettings};
+use crate::coordinator::{Coordinator, CoordinatorSettings, UnsafeSwitches};
 use crate::limits::InputLimits;
 use crate::metrics::{Metrics, NodeGauges, serve_http};
 use crate::peers::PeerState;
@@ -304,11 +304,12 @@ fn log_start(config: &Config, log: &Logger, local_addr: SocketAddr, core: &Core)
             "read_quorum" => read_quorum, "write_quorum" => write_quorum, "replication" => replication);
     }
     let switches = config.unsafe_switches;
-    if switches.skip_version_query || switches.skip_read_repair || switches.ignore_watermarks || config.clock_offset_ms != 0 {
+    if switches != UnsafeSwitches::default() || config.clock_offset_ms != 0 {
         error!(log, "TEST-ONLY settings are on; this node is deliberately unsafe";
             "skip_version_query" => switches.skip_version_query,
             "skip_read_repair" => switches.skip_read_repair,
             "ignore_watermarks" => switches.ignore_watermarks,
+            "force_one_round_write" => switches.force_one_round_write,
             "clock_offset_ms" => config.clock_offset_ms);
     }
 }

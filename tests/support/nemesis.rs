@@ -2,7 +2,8 @@
 //! node listens on its own loopback IP (127.0.0.x) behind a proxy that carries
 //! all of its peer traffic; clients talk to nodes directly. Kill and restart
 //! (SIGKILL, then a fresh process: an empty memory), pause (SIGSTOP/SIGCONT),
-//! partition (cut the links crossing it, refusing or blackholing), heal.
+//! partition (cut the links crossing it, refusing or blackholing), one-way cuts
+//! (one node's packets to another vanish, the other way still works), heal.
 
 use super::proxy::{CutMode, Proxy};
 use super::Node;
@@ -119,6 +120,14 @@ impl FaultyCluster {
                 self.proxies[outside].cut_from(self.ips[*inside], mode);
             }
         }
+    }
+
+    /// Cuts one direction between two nodes: what `from` sends to `to`
+    /// vanishes (its requests to `to`, its replies to `to`'s requests), while
+    /// what `to` sends to `from` still arrives. Connections stay up.
+    pub fn cut_one_way(&self, from: usize, to: usize) {
+        self.proxies[to].drop_requests_from(self.ips[from]);
+        self.proxies[from].drop_replies_to(self.ips[to]);
     }
 
     pub fn heal(&self) {

@@ -5,6 +5,9 @@
 //! sends its peer calls from its own LISTEN_ADDR IP), which is how a test makes a
 //! partition: cut exactly the links that cross it. Cut links either refuse
 //! (connections closed at once) or blackhole (bytes silently dropped: timeouts).
+//! A link can also lose one direction only (`drop_requests_from`,
+//! `drop_replies_to`): the connection stays up and the other direction's bytes
+//! still arrive, which is how a one-way cut looks to both ends.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -29,11 +32,19 @@ struct Cuts {
     everything: bool,
     sources: HashSet<IpAddr>,
     mode: CutMode,
+    /// Connections from these sources lose what they send (the requests).
+    requests_lost: HashSet<IpAddr>,
+    /// Connections from these sources lose what they are sent (the replies).
+    replies_lost: HashSet<IpAddr>,
 }
 
 impl Cuts {
     fn cuts(&self, source: IpAddr) -> bool {
         self.everything || self.sources.contains(&source)
+    }
+
+    fn loses(&self, source: IpAddr, upstream: bool) -> bool {
+        if upstream { self.requests_lost.contains(&source) } else { self.replies_lost.contains(&source) }
     }
 }
 
@@ -92,6 +103,22 @@ impl Proxy {
         });
     }
 
+    /// Until `heal`, bytes that connections from `source` send towards the
+    /// target vanish; the target's bytes back to `source` still arrive.
+    pub fn drop_requests_from(&self, source: IpAddr) {
+        self.cuts.send_modify(|cuts| {
+            cuts.requests_lost.insert(source);
+        });
+    }
+
+    /// Until `heal`, bytes the target sends back on connections from `source`
+    /// vanish; what `source` sends still arrives.
+    pub fn drop_replies_to(&self, source: IpAddr) {
+        self.cuts.send_modify(|cuts| {
+            cuts.replies_lost.insert(source);
+        });
+    }
+
     pub fn heal(&self) {
         self.cuts.send_replace(Cuts::default());
     }
@@ -129,6 +156,10 @@ impl Link {
         self.cuts.borrow().mode
     }
 
+    fn loses(&self, upstream: bool) -> bool {
+        self.cuts.borrow().loses(self.source, upstream)
+    }
+
     async fn forward(self, inbound: TcpStream, outbound: TcpStream) {
         // Without this, Nagle's algorithm and delayed ACKs add ~40 ms per hop.
         let _ = inbound.set_nodelay(true);
@@ -157,8 +188,8 @@ impl Link {
                 let _ = to.shutdown().await;
                 return;
             }
-            if self.is_cut() {
-                continue; // blackholed: the bytes vanish
+            if self.is_cut() || self.loses(upstream) {
+                continue; // blackholed, or this direction lost: the bytes vanish
             }
             if upstream {
                 self.record.lock().unwrap().extend_from_slice(&buffer[..count]);
