@@ -128,6 +128,20 @@ pub struct ClockAhead {
     pub max_skew_ms: u64,
 }
 
+/// A version this node may not stamp or store: it lies beyond its wall clock +
+/// MAX_CLOCK_SKEW, which the restart watermark must cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "version {version} is {ahead_ms} ms beyond this node's clock + MAX_CLOCK_SKEW ({max_skew_ms} ms); \
+     check NTP on the nodes"
+)]
+pub struct BeyondBound {
+    pub version: Version,
+    /// How far past the bound, in milliseconds (at least 1).
+    pub ahead_ms: u64,
+    pub max_skew_ms: u64,
+}
+
 /// The watermark of a node that starts with an empty memory at wall time
 /// `now_ms`. Before it went down it accepted only messages whose clock was at
 /// most its own wall clock plus `max_skew_ms`, so every version it may have held
@@ -189,10 +203,36 @@ impl Hlc {
     }
 
     /// A fresh version above both the clock and `floor`: the write's version in
-    /// the ABD write's second phase.
-    pub fn stamp_above(&self, floor: Version) -> Version {
-        self.witness(floor.at);
-        Version { at: self.tick(), node: self.node }
+    /// the ABD write's second phase. Never beyond the bound (`check_bound`):
+    /// when `floor` leaves no room below it, the clock stays where it is and
+    /// the caller learns how long its wall clock needs to make room.
+    pub fn stamp_above(&self, floor: Version) -> Result<Version, BeyondBound> {
+        let mut last = self.last.lock();
+        let physical = self.wall.now_ms();
+        let base = (*last).max(floor.at);
+        let at = if physical > base.physical_ms { Timestamp { physical_ms: physical, logical: 0 } } else { successor(base) };
+        let version = Version { at, node: self.node };
+        self.beyond_bound(version, physical).map_or(Ok(()), Err)?;
+        *last = at;
+        Ok(version)
+    }
+
+    /// Whether this node may hold `version` now: its physical time is at most
+    /// the wall clock + MAX_CLOCK_SKEW. Every version a node holds obeys this
+    /// when it is stored, so a node that restarts a millisecond later with the
+    /// watermark `restart_watermark` (wall + MAX_CLOCK_SKEW) is above all it
+    /// held; a version stamped or stored beyond it would escape the watermark.
+    pub fn check_bound(&self, version: Version) -> Result<(), BeyondBound> {
+        self.beyond_bound(version, self.wall.now_ms()).map_or(Ok(()), Err)
+    }
+
+    fn beyond_bound(&self, version: Version, wall_ms: Millis) -> Option<BeyondBound> {
+        let bound = wall_ms.saturating_add(self.max_skew_ms);
+        (version.at.physical_ms > bound).then(|| BeyondBound {
+            version,
+            ahead_ms: version.at.physical_ms - bound,
+            max_skew_ms: self.max_skew_ms,
+        })
     }
 
     /// Moves the clock past `floor` (a peer's watermark, learnt at the handshake)
@@ -220,8 +260,8 @@ impl Hlc {
         Ok(())
     }
 
-    /// Moves the clock to at least `seen` without the skew check: for versions
-    /// and watermarks that replicas report, which are bounded by construction.
+    /// Moves the clock to at least `seen` without the skew check: for
+    /// timestamps that are capped or checked already.
     fn witness(&self, seen: Timestamp) {
         let mut last = self.last.lock();
         if seen > *last {
@@ -293,12 +333,39 @@ mod tests {
     }
 
     #[test]
-    fn stamps_above_a_floor_from_the_future() {
+    fn stamps_above_a_floor_from_the_future_within_the_bound() {
         let (_wall, clock) = hlc(1_000);
-        let floor = Version { at: Timestamp { physical_ms: 2_000, logical: 3 }, node: 99 };
-        let stamped = clock.stamp_above(floor);
+        let floor = Version { at: Timestamp { physical_ms: 1_500, logical: 3 }, node: 99 };
+        let stamped = clock.stamp_above(floor).unwrap();
         assert!(stamped > floor);
         assert_eq!(stamped.node, 7);
+        assert_eq!(stamped.at, Timestamp { physical_ms: 1_500, logical: 4 });
+    }
+
+    /// A floor further ahead than wall + MAX_CLOCK_SKEW (a peer's restart
+    /// watermark from a clock ahead of ours) is not stamped above: that
+    /// version would escape this node's own restart watermark.
+    #[test]
+    fn refuses_to_stamp_beyond_the_bound_and_stays_put() {
+        let (wall, clock) = hlc(1_000);
+        let floor = Version { at: Timestamp { physical_ms: 1_800, logical: 0 }, node: 99 };
+        let refused = clock.stamp_above(floor).unwrap_err();
+        assert_eq!((refused.ahead_ms, refused.max_skew_ms), (300, 500));
+        assert!(refused.to_string().contains("MAX_CLOCK_SKEW"), "{refused}");
+        assert!(clock.now() < floor.at, "a refused stamp must not move the clock");
+        wall.advance(300);
+        let stamped = clock.stamp_above(floor).expect("the wall clock made room");
+        assert!(stamped > floor);
+        assert!(clock.check_bound(stamped).is_ok());
+        assert!(restart_watermark(1_301, 500) > stamped, "a restart a millisecond later covers it");
+    }
+
+    #[test]
+    fn the_bound_is_the_wall_clock_plus_the_skew() {
+        let (_wall, clock) = hlc(1_000);
+        assert!(clock.check_bound(Version { at: Timestamp { physical_ms: 1_500, logical: u32::MAX }, node: 1 }).is_ok());
+        let beyond = clock.check_bound(Version::from_millis(1_501)).unwrap_err();
+        assert_eq!(beyond.ahead_ms, 1);
     }
 
     #[test]
@@ -314,7 +381,7 @@ mod tests {
     fn stamping_above_a_restart_watermark_stays_within_the_skew_bound() {
         let (_wall, coordinator) = hlc(1_000);
         let (_peer_wall, peer) = hlc(1_000);
-        let stamped = coordinator.stamp_above(restart_watermark(1_000, 500));
+        let stamped = coordinator.stamp_above(restart_watermark(1_000, 500)).unwrap();
         assert!(stamped > restart_watermark(1_000, 500));
         peer.receive(coordinator.now()).expect("a peer with the same wall clock accepts it");
     }

@@ -16,7 +16,7 @@
 //! Written by hand: this is the product's consistency argument, and every step
 //! of it is spelled out in DESIGN.md ("How a write and a read work").
 
-use crate::clock::{Hlc, Millis, Version};
+use crate::clock::{BeyondBound, Hlc, Millis, Version};
 use crate::observe::{Observer, PeerOp, QuorumFailure, Unobserved};
 use crate::peers::Peers;
 use crate::replica::Replica;
@@ -101,6 +101,10 @@ pub enum CoordinatorError {
         "write outcome unknown: {needed} of {total} replicas needed, {confirmed} confirmed ({failures}); a later read may or may not return it, so write again or read to find out"
     )]
     OutcomeUnknown { needed: usize, total: usize, confirmed: usize, failures: Failures },
+    /// Nothing was changed: a replica holds or forgot a version further ahead
+    /// than this node may stamp (its wall clock + MAX_CLOCK_SKEW).
+    #[error("nothing was changed: a replica reported {beyond}, so this node cannot stamp a write above it yet; retry")]
+    ClockBehind { beyond: BeyondBound },
     #[error("the cluster has no members")]
     NoReplicas,
 }
@@ -269,7 +273,7 @@ impl Coordinator {
         let (_, write_quorum) = self.quorums(replicas.len());
         let record = |version| Record { version, value: value.clone(), expires_at_ms };
         if self.settings.unsafe_switches.skip_version_query {
-            let version = self.replica.clock().stamp_above(Version::ZERO);
+            let version = self.stamp_above(Version::ZERO).await?;
             let gathered = self.replicate(&key, replicas, record(version), write_quorum, count_holding).await;
             return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false);
         }
@@ -277,7 +281,7 @@ impl Coordinator {
             return self.two_phase_write(&key, replicas, record, Version::ZERO).await;
         }
         let floor = self.replica.read_local(&key, true).floor();
-        let version = self.replica.clock().stamp_above(floor);
+        let version = self.stamp_above(floor).await?;
         let first = self.optimistic_write(&key, replicas, record(version), write_quorum).await;
         if first.ordered {
             if count_holding(&first.gathered.answers, version) >= write_quorum {
@@ -297,6 +301,28 @@ impl Coordinator {
         // The version was stored nowhere, so a new one cannot make it count twice.
         let seen = highest_floor(&first.gathered.answers);
         self.two_phase_write(&key, replicas, record, seen).await
+    }
+
+    /// A fresh version above `floor`, never beyond this node's wall clock +
+    /// MAX_CLOCK_SKEW (DESIGN.md's "bounded stamps": the restart watermark must
+    /// cover all a node holds). A floor up to MAX_CLOCK_SKEW past that bound
+    /// comes from a peer whose clock is ahead of this one within the bound (its
+    /// restart watermark, or a version it stamped); the write then waits until
+    /// this node's wall clock makes room. A floor further ahead cannot come
+    /// from a clock within the bound, and the write fails without sending
+    /// anything.
+    async fn stamp_above(&self, floor: Version) -> Result<Version, CoordinatorError> {
+        let clock = self.replica.clock();
+        let beyond = match clock.stamp_above(floor) {
+            Ok(version) => return Ok(version),
+            Err(beyond) => beyond,
+        };
+        if beyond.ahead_ms > beyond.max_skew_ms {
+            return Err(CoordinatorError::ClockBehind { beyond });
+        }
+        // One millisecond more: the wall clock may tick just after the timer.
+        tokio::time::sleep(Duration::from_millis(beyond.ahead_ms + 1)).await;
+        clock.stamp_above(floor).map_err(|beyond| CoordinatorError::ClockBehind { beyond })
     }
 
     /// Whether a write to `replicas` may try the one-round write: this node is
@@ -321,7 +347,7 @@ impl Coordinator {
     ) -> Result<Version, CoordinatorError> {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let floor = self.version_floor(key, replicas, read_quorum).await?;
-        let version = self.replica.clock().stamp_above(floor.max(seen));
+        let version = self.stamp_above(floor.max(seen)).await?;
         let gathered = self.replicate(key, replicas, record(version), write_quorum, count_holding).await;
         if gathered.answers.iter().any(|(_, held)| held.held_version().is_some_and(|held| held > version)) {
             self.observer.write_met_newer();

@@ -6,7 +6,7 @@
 //! with this node's clock so that clocks move forward together.
 //! Does not own: quorums (`coordinator`), decoding (`server::peer`).
 
-use crate::clock::{ClockAhead, Hlc, Timestamp, Version};
+use crate::clock::{BeyondBound, ClockAhead, Hlc, Timestamp, Version};
 use crate::ring::NodeId;
 use crate::store::{Held, Record, Store};
 use bytes::Bytes;
@@ -70,6 +70,8 @@ pub enum Refusal {
     ParamsMismatch { from: NodeId, actual: NodeId, theirs: Box<ClusterParams>, ours: Box<ClusterParams> },
     #[error("refused a message from {from}: {clock}")]
     ClockAhead { from: NodeId, clock: ClockAhead },
+    #[error("refused a write from {from}: {beyond}")]
+    VersionAhead { from: NodeId, beyond: BeyondBound },
 }
 
 pub struct Replica {
@@ -124,6 +126,9 @@ impl Replica {
 
     pub fn write(&self, envelope: &Envelope, key: Bytes, record: Record) -> Result<Reply, Refusal> {
         self.admit(envelope)?;
+        self.clock
+            .check_bound(record.version)
+            .map_err(|beyond| Refusal::VersionAhead { from: envelope.from.clone(), beyond })?;
         Ok(self.reply(self.write_local(key, record)))
     }
 
@@ -133,8 +138,15 @@ impl Replica {
     }
 
     /// A write by this node's own coordinator. The answer is a digest: the
-    /// coordinator needs only the version now held.
+    /// coordinator needs only the version now held. A version beyond this
+    /// node's bound (wall clock + MAX_CLOCK_SKEW: a read repair of a value a
+    /// faster clock stamped) is not stored, so that the restart watermark
+    /// still covers everything this node holds; the answer then shows it
+    /// does not hold it.
     pub fn write_local(&self, key: Bytes, record: Record) -> Held {
+        if self.clock.check_bound(record.version).is_err() {
+            return self.store.read(&key, true);
+        }
         self.store.apply(key, record)
     }
 

@@ -35,8 +35,13 @@ fn settings() -> CoordinatorSettings {
 
 impl Cluster {
     fn new(size: usize) -> Self {
+        Self::with_replication(size, 3)
+    }
+
+    /// `size` nodes, each key on `replication` of them.
+    fn with_replication(size: usize, replication: usize) -> Self {
         let names: Vec<NodeId> = (1..=size).map(|n| format!("node{n}").into()).collect();
-        let ring = Ring::new(&names, 16, 3);
+        let ring = Ring::new(&names, 16, replication);
         let mut cluster = Self {
             net: MemoryNetwork::new(),
             names: names.clone(),
@@ -56,7 +61,7 @@ impl Cluster {
 
     fn params(&self) -> ClusterParams {
         ClusterParams {
-            replication_factor: 3,
+            replication_factor: self.ring.replication() as u32,
             vnodes: 16,
             hash: crate::ring::HASH_NAME.into(),
             members_hash: self.ring.members_hash(),
@@ -571,4 +576,127 @@ fn the_timer_anchor_period_is_below_the_hedge_delay() {
         let (anchor, hedge) = (coordinator.timer_anchor_period(), coordinator.hedge_delay());
         assert!(anchor < hedge, "RPC_TIMEOUT {rpc_timeout:?}: anchor {anchor:?}, hedge {hedge:?}");
     }
+}
+
+/// Four nodes, every key on all four (N = 4), W = 2, R = 3, split into
+/// {node1, node2} | {node3, node4}, with node3 and node4's clocks ahead (within
+/// the bound). A write through node3 on its side, then one through node1 on
+/// the other; returns both outcomes and what a read after healing returns.
+async fn writes_on_both_sides_of_a_split(switches: UnsafeSwitches) -> [Result<Option<Bytes>, CoordinatorError>; 3] {
+    let cluster = Cluster::with_replication(4, 4);
+    let settings = CoordinatorSettings { read_quorum: 3, write_quorum: 2, unsafe_switches: switches, ..settings() };
+    for fast in ["node3", "node4"] {
+        cluster.walls[fast].advance(SKEW_MS - 100);
+    }
+    for slow in ["node1", "node2"] {
+        for fast in ["node3", "node4"] {
+            cluster.net.cut(slow, fast);
+        }
+    }
+    let first = cluster.coordinator_with("node3", settings).set(key(), value("first"), FOREVER).await.map(|_| None);
+    let second = cluster.coordinator_with("node1", settings).set(key(), value("second"), FOREVER).await.map(|_| None);
+    cluster.net.heal_links();
+    let read = cluster.coordinator_with("node2", settings).get(key()).await.map(|found| found.map(|found| found.value));
+    [first, second, read]
+}
+
+/// With 2W <= N two write quorums need not meet, so the one-round write's proof
+/// of order does not hold: every write takes both phases, whose first cannot
+/// gather R = 3 answers on either side of the split, and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn with_write_quorums_that_need_not_meet_a_write_takes_both_phases() {
+    let [first, second, read] = writes_on_both_sides_of_a_split(UnsafeSwitches::default()).await;
+    for write in [first, second] {
+        assert!(
+            matches!(write, Err(CoordinatorError::QuorumUnavailable { needed: 3, answered: 2, .. })),
+            "phase 1 needs R = 3 answers and changes nothing without them: {write:?}"
+        );
+    }
+    assert_eq!(read, Ok(None));
+}
+
+/// The same with the one-round write forced on: both sides acknowledge their
+/// write, node1's after node3's completed, yet a later read returns node3's
+/// (it has the newer version, from the faster clock): a stale read, which is
+/// why the one-round write needs 2W > N.
+#[tokio::test(start_paused = true)]
+async fn the_one_round_write_forced_on_with_disjoint_write_quorums_reads_stale() {
+    let forced = UnsafeSwitches { force_one_round_write: true, ..Default::default() };
+    let [first, second, read] = writes_on_both_sides_of_a_split(forced).await;
+    assert_eq!((first, second), (Ok(None), Ok(None)), "each side's pair acknowledges its write");
+    assert_eq!(read, Ok(Some(value("first"))), "the acknowledged later write is lost to the older one");
+}
+
+/// node3 restarts with its clock MAX_CLOCK_SKEW - 100 ms ahead, so its
+/// restart watermark is 2 * MAX_CLOCK_SKEW - 100 ms ahead of node1's wall. A
+/// write through node1 whose first phase meets that watermark (R = 3) must
+/// not stamp above it before node1's own wall clock allows: a version
+/// beyond node1's wall + MAX_CLOCK_SKEW would escape node1's restart
+/// watermark. With the wall clocks running, the write waits for room.
+#[tokio::test(start_paused = true)]
+async fn a_write_is_never_stamped_beyond_the_wall_clock_plus_the_skew() {
+    let mut cluster = Cluster::new(3);
+    cluster.walls["node3"].advance(SKEW_MS - 100);
+    cluster.start("node3");
+    let watermark = cluster.held("node3", "k").floor();
+    let walls: Vec<Arc<ManualClock>> = cluster.walls.values().cloned().collect();
+    let ticking = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            walls.iter().for_each(|wall| wall.advance(1));
+        }
+    });
+    let settings = CoordinatorSettings { read_quorum: 3, write_quorum: 1, ..settings() };
+    let started = cluster.walls["node1"].now_ms();
+    let version = cluster.coordinator_with("node1", settings).set(key(), value("v"), FOREVER).await.unwrap();
+    let stamped_at = cluster.walls["node1"].now_ms();
+    ticking.abort();
+    assert!(version > watermark, "phase 1 orders the write above node3's watermark");
+    assert!(
+        version.at.physical_ms <= stamped_at + SKEW_MS,
+        "stamped at {version}, beyond node1's wall {stamped_at} + {SKEW_MS} ms"
+    );
+    assert!(stamped_at - started >= SKEW_MS - 100, "the write waited for its wall clock: {} ms", stamped_at - started);
+    let held = cluster.held("node1", "k");
+    assert!(crate::clock::restart_watermark(stamped_at + 1, SKEW_MS) > held.floor(), "a restart 1 ms later covers {held:?}");
+}
+
+/// The same with the wall clocks standing still: the write cannot get room,
+/// fails saying so and that nothing was changed, and node1's clock has not
+/// moved beyond its bound (node2 still accepts its messages).
+#[tokio::test(start_paused = true)]
+async fn a_write_that_cannot_stamp_within_the_bound_changes_nothing() {
+    let mut cluster = Cluster::new(3);
+    cluster.walls["node3"].advance(SKEW_MS - 100);
+    cluster.start("node3");
+    let settings = CoordinatorSettings { read_quorum: 3, write_quorum: 1, ..settings() };
+    let coordinator = cluster.coordinator_with("node1", settings);
+    let error = coordinator.set(key(), value("v"), FOREVER).await.unwrap_err();
+    assert!(matches!(error, CoordinatorError::ClockBehind { beyond } if beyond.ahead_ms == SKEW_MS - 100), "{error:?}");
+    let message = error.to_string();
+    assert!(message.starts_with("nothing was changed") && message.contains("MAX_CLOCK_SKEW"), "{message}");
+    for name in ["node1", "node2", "node3"] {
+        assert!(matches!(cluster.held(name, "k"), Held::Nothing { .. }), "{name} holds {:?}", cluster.held(name, "k"));
+    }
+    let envelope = cluster.replicas["node1"].envelope_to(&"node2".into());
+    assert!(cluster.replicas["node2"].read(&envelope, b"k", true).is_ok(), "node1's clock stayed within the bound");
+}
+
+/// A peer's write whose version lies beyond this node's wall clock +
+/// MAX_CLOCK_SKEW is refused and stores nothing, even with an envelope clock
+/// within the bound: what a node stores must stay below its restart watermark.
+#[tokio::test(start_paused = true)]
+async fn a_replica_refuses_a_version_beyond_its_bound() {
+    let cluster = Cluster::new(3);
+    let node2 = &cluster.replicas["node2"];
+    let envelope = cluster.replicas["node1"].envelope_to(&"node2".into());
+    let bound = cluster.walls["node2"].now_ms() + SKEW_MS;
+    let record = |ms| Record { version: Version::from_millis(ms), value: Some(value("v")), expires_at_ms: FOREVER };
+    let refused = node2.write(&envelope, key(), record(bound + 1)).unwrap_err();
+    assert!(matches!(&refused, crate::replica::Refusal::VersionAhead { beyond, .. } if beyond.ahead_ms == 1), "{refused:?}");
+    assert!(refused.to_string().contains("MAX_CLOCK_SKEW"), "{refused}");
+    assert!(matches!(cluster.held("node2", "k"), Held::Nothing { .. }));
+    assert!(matches!(PeerError::from(refused), PeerError::Refused { kind: crate::transport::RefusalKind::ClockAhead, .. }));
+    node2.write(&envelope, key(), record(bound)).expect("a version at the bound is stored");
+    assert!(matches!(cluster.held("node2", "k"), Held::Live { .. }));
 }

@@ -244,7 +244,7 @@ mod tests {
         let serving = serving();
         let message = Bytes::from(vec![b'v'; 4096]);
         let envelope = serving.replica.envelope_to(serving.replica.id());
-        let version = serving.replica.clock().stamp_above(Version::ZERO);
+        let version = serving.replica.clock().stamp_above(Version::ZERO).unwrap();
         let write = WriteRequest {
             envelope: Some(envelope.into()),
             key: Bytes::from_static(b"k"),

@@ -27,7 +27,9 @@ pub fn from_input(error: InputError) -> Status {
 pub fn from_coordinator(error: CoordinatorError) -> Status {
     let outcome = match error {
         CoordinatorError::OutcomeUnknown { .. } => "unknown",
-        CoordinatorError::QuorumUnavailable { .. } | CoordinatorError::NoReplicas => "not-applied",
+        CoordinatorError::QuorumUnavailable { .. } | CoordinatorError::ClockBehind { .. } | CoordinatorError::NoReplicas => {
+            "not-applied"
+        }
     };
     let code = match error {
         CoordinatorError::NoReplicas => Code::Internal,
@@ -38,7 +40,7 @@ pub fn from_coordinator(error: CoordinatorError) -> Status {
 
 pub fn from_refusal(refusal: Refusal) -> Status {
     let kind = match refusal {
-        Refusal::ClockAhead { .. } => "clock-ahead",
+        Refusal::ClockAhead { .. } | Refusal::VersionAhead { .. } => "clock-ahead",
         Refusal::WrongAddress { .. } | Refusal::ParamsMismatch { .. } => "mismatch",
     };
     let mut status = Status::failed_precondition(refusal.to_string());

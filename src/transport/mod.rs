@@ -80,7 +80,7 @@ pub enum RefusalKind {
 impl From<Refusal> for PeerError {
     fn from(refusal: Refusal) -> Self {
         let kind = match refusal {
-            Refusal::ClockAhead { .. } => RefusalKind::ClockAhead,
+            Refusal::ClockAhead { .. } | Refusal::VersionAhead { .. } => RefusalKind::ClockAhead,
             Refusal::WrongAddress { .. } | Refusal::ParamsMismatch { .. } => RefusalKind::Mismatch,
         };
         PeerError::Refused { kind, reason: refusal.to_string() }
