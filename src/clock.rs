@@ -143,11 +143,13 @@ pub struct BeyondBound {
 }
 
 /// The watermark of a node that starts with an empty memory at wall time
-/// `now_ms`. Before it went down it accepted only messages whose clock was at
-/// most its own wall clock plus `max_skew_ms`, so every version it may have held
-/// is below `now_ms + max_skew_ms` (a restart takes at least a millisecond).
-/// Stamping above this watermark keeps a coordinator's clock exactly within the
-/// skew bound, so its next messages are not refused.
+/// `now_ms`. Before it went down it stored no version beyond its own wall clock
+/// plus `max_skew_ms` (`Hlc::check_bound`), so every version it may have held
+/// is below `now_ms + max_skew_ms` as long as its wall clock now is past its
+/// wall clock then (a restart takes at least a millisecond; a node waits
+/// `max_skew_ms` before it builds its store, which covers a clock stepped back
+/// by up to that much). Stamping above this watermark keeps a coordinator's
+/// clock exactly within the skew bound, so its next messages are not refused.
 pub fn restart_watermark(now_ms: Millis, max_skew_ms: u64) -> Version {
     Version::from_millis(now_ms + max_skew_ms)
 }

@@ -169,6 +169,18 @@ fn peer_source(config: &Config) -> Option<std::net::IpAddr> {
 
 /// Runs a node until `stop` completes, then drains and returns.
 pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
+    tokio::pin!(stop);
+    // The restart watermark (wall + MAX_CLOCK_SKEW, set when the store is
+    // built) must be above all this node held before it went down: versions up
+    // to its wall clock then + MAX_CLOCK_SKEW. Waiting out MAX_CLOCK_SKEW first
+    // keeps that true when the wall clock stepped back by up to MAX_CLOCK_SKEW
+    // across the restart (docs/design-notes.md, "Replica rule and watermarks").
+    info!(log, "waiting MAX_CLOCK_SKEW before serving, so that what this node may have held before a restart stays below its watermark";
+        "max_clock_skew_ms" => config.max_clock_skew.as_millis() as u64);
+    tokio::select! {
+        () = &mut stop => return Ok(()),
+        () = tokio::time::sleep(config.max_clock_skew) => {}
+    }
     let core = build_core(&config, &log)?;
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -235,7 +247,7 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
     );
 
     tokio::select! {
-        () = stop => {}
+        () = &mut stop => {}
         finished = &mut server => {
             background.cancel();
             let reason = match finished {

@@ -290,3 +290,30 @@ async fn a_batch_stream_answers_in_order_refuses_an_oversized_batch_and_ends_whe
     assert_eq!(target.node.wait_exit(std::time::Duration::from_secs(20)), Some(0), "{}", target.node.log());
     drop(batches);
 }
+
+/// A node restarted at once with its clock stepped back by MAX_CLOCK_SKEW
+/// still has a watermark above every version it held before: it waits out
+/// MAX_CLOCK_SKEW before it builds its store. The write is made right after
+/// the first start, when a write is stamped above the node's own restart
+/// watermark, so its version is as far ahead as the node may stamp (its wall
+/// clock + MAX_CLOCK_SKEW); without the wait the second start's watermark
+/// (its stepped-back wall clock + MAX_CLOCK_SKEW) would be below it.
+#[tokio::test]
+async fn a_restart_with_the_clock_stepped_back_keeps_the_watermark_above_what_the_node_held() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut first = Node::spawn(&[("ADDR", &addr), ("CLOCK_OFFSET", "250"), ("MAX_CLOCK_SKEW", "500")]);
+    first.wait_serving().await;
+    let request = quorum_cache::pb::SetRequest { key: "k".into(), value: "v".into(), ttl_seconds: None };
+    let held = first.client().await.set(request).await.expect("a single node takes the write").into_inner().version.unwrap();
+    first.kill();
+    let second = Node::spawn(&[("ADDR", &addr), ("CLOCK_OFFSET", "-250"), ("MAX_CLOCK_SKEW", "500")]);
+    second.wait_serving().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", second.endpoint())).unwrap().connect_lazy();
+    let target = Target { node: second, client: PeerServiceClient::new(channel) };
+    let held::State::Nothing(nothing) = target.held("k").await else { panic!("a restarted node holds nothing") };
+    let watermark = nothing.watermark.expect("a watermark");
+    assert!(
+        (watermark.physical_ms, watermark.logical, watermark.node) > (held.physical_ms, held.logical, held.node),
+        "the restart watermark {watermark:?} must be above the version held before the restart {held:?}"
+    );
+}
