@@ -24,6 +24,10 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+/// How long a connection to a peer may stay silent before a ping asks whether
+/// it is still alive; the ping's answer is awaited for RPC_TIMEOUT.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
 pub struct GrpcTransport {
     links: HashMap<NodeId, Link>,
 }
@@ -48,7 +52,7 @@ impl GrpcTransport {
                 .map_err(|error| format!("PEERS entry {peer:?} is not a usable address: {error}"))?
                 .connect_timeout(rpc_timeout)
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(1))
+                .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
                 .keep_alive_timeout(rpc_timeout)
                 .keep_alive_while_idle(true)
                 .local_address(source);
