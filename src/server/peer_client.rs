@@ -3,9 +3,11 @@
 //! in batches (`peer_batch`), handshakes alone.
 //!
 //! Owns: dialling peers, HTTP/2 keep-alive (to notice dead connections), and
-//! classifying failures: refused connections and unreachable hosts (nothing was
-//! sent), lost connections and timeouts (a write may have been applied), and a
-//! peer's refusals.
+//! classifying failures: only a failure to connect (refused, timed out or
+//! unroutable while connecting) proves nothing was sent; every other failure
+//! of the connection (keep-alive expiry, reset, GOAWAY, a stream error,
+//! anything unrecognised) and every timeout may come after the request left,
+//! so a write may have been applied; and a peer's refusals.
 //! Does not own: timeouts per operation and retries (`coordinator`, `peers`).
 
 use super::status::REFUSAL_KEY;
@@ -23,6 +25,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+/// How long a connection to a peer may stay silent before a ping asks whether
+/// it is still alive; the ping's answer is awaited for RPC_TIMEOUT.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct GrpcTransport {
     links: HashMap<NodeId, Link>,
@@ -48,7 +54,7 @@ impl GrpcTransport {
                 .map_err(|error| format!("PEERS entry {peer:?} is not a usable address: {error}"))?
                 .connect_timeout(rpc_timeout)
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(1))
+                .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
                 .keep_alive_timeout(rpc_timeout)
                 .keep_alive_while_idle(true)
                 .local_address(source);
@@ -127,27 +133,32 @@ fn classify(status: Status) -> PeerError {
     }
 }
 
-/// Whether the connection failed before the request left (nothing applied) or
-/// after (maybe applied), judged from the error chain.
+/// Whether the call failed before its request could leave this node (nothing
+/// applied) or perhaps after (maybe applied), judged by the errors' types, never
+/// their text. Only tonic's `ConnectError` proves the former: a channel hands a
+/// request to a connection only once connecting succeeded, so a call that got
+/// a connect error (refused, DNS, the connect timeout) wrote nothing. Anything
+/// else may come after the request was written, even when it reads "timed out"
+/// (an unanswered keep-alive ping on a connection whose replies are lost) or
+/// "No route to host" (on an established connection); a failed HTTP/2
+/// handshake also counts here, which is cautious: it only costs a certain
+/// answer.
 fn connection_failure(status: &Status) -> PeerError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
-    let mut chain = vec![status.message().to_string()];
-    while let Some(error) = source {
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return PeerError::ConnectionRefused;
-        }
-        chain.push(error.to_string());
-        source = error.source();
+    let chain = || std::iter::successors(std::error::Error::source(status), |error| error.source());
+    let reason = || {
+        let causes = chain().map(|error| error.to_string());
+        let texts: Vec<String> = std::iter::once(status.message().to_string()).chain(causes).collect();
+        short(&texts.join(": "))
+    };
+    // The connect error and its causes; none when connecting succeeded.
+    let mut connecting = chain().skip_while(|error| !error.is::<tonic::ConnectError>()).peekable();
+    if connecting.peek().is_none() {
+        return PeerError::ConnectionLost { reason: reason() };
     }
-    let text = chain.join(": ");
-    let before_sending = ["tcp connect error", "dns error", "failed to lookup", "No route to host", "timed out"];
-    if before_sending.iter().any(|marker| text.contains(marker)) {
-        PeerError::Unreachable { reason: short(&text) }
-    } else {
-        PeerError::ConnectionLost { reason: short(&text) }
-    }
+    let refused = connecting.any(|error| {
+        error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    if refused { PeerError::ConnectionRefused } else { PeerError::Unreachable { reason: reason() } }
 }
 
 fn short(text: &str) -> String {

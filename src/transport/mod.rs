@@ -35,19 +35,25 @@ pub trait Transport: Send + Sync + 'static {
     fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>>;
 }
 
-/// Why a call to a peer did not produce an answer.
+/// Why a call to a peer did not produce an answer. Only a failure that proves
+/// the request never left this node says "not applied" (`may_have_applied`);
+/// a failure that cannot tell says "maybe applied".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerError {
-    /// Nothing was sent: the connection could not be made.
+    /// Nothing was sent: the peer refused the connection.
     #[error("connection refused")]
     ConnectionRefused,
-    /// Nothing was sent: the peer could not be reached.
+    /// Nothing was sent: no connection could be made (the connect timed out,
+    /// the name did not resolve, no route while connecting), or the node is
+    /// not a peer.
     #[error("unreachable: {reason}")]
     Unreachable { reason: String },
     /// The request may or may not have been applied.
     #[error("timeout")]
     Timeout,
-    /// The request may or may not have been applied.
+    /// The connection failed once the request may have left (a keep-alive
+    /// ping went unanswered, a reset, GOAWAY, a stream error, or a failure
+    /// not known to come before sending): it may or may not have been applied.
     #[error("connection lost: {reason}")]
     ConnectionLost { reason: String },
     /// The peer refused the request; nothing was applied.
