@@ -1,20 +1,24 @@
 //! Quorum reads and writes: the ABD register, adapted to a cache that forgets.
 //!
-//! Owns: the write: with W = 2 and this node a replica, one optimistic round
-//! (stamp a version above what this node holds, send it to the others, apply and
-//! answer once one of them stored that very version); otherwise, or when every
-//! peer refused it, the two phases (ask R replicas for the version they hold or
-//! forgot, stamp one version above the highest, send it to all N, answer once W
-//! hold it or something newer). The read (R answers that vouch for the newest
-//! version, and a blocking write-back to W before answering when they disagree;
-//! peers send digests when this node is asked first, and a second round asks
-//! for values when only a peer holds the newest one), the deadline of each round
-//! of calls (one timer per round, not one per call), and the errors that say how
-//! many replicas answered.
-//! Does not own: the replica rules (`store`, `replica`), transport, input limits.
+//! Owns: the write: with W = 2, 2W > N and this node a replica, one optimistic
+//! round (stamp a version above what this node holds or forgot, send it to the
+//! others, apply and answer once one of them stored that very version);
+//! otherwise, or when no peer can have stored it, the two phases (ask R replicas
+//! for the version they hold or forgot, stamp one version above the highest,
+//! send it to all N, answer once W hold it or something newer). The read (R
+//! answers that vouch for the newest version, and a blocking write-back to W
+//! before answering when they disagree; peers send digests when this node is
+//! asked first, and a second round asks for values when only a peer holds the
+//! newest one), the order in which replicas are asked and the hedge, the
+//! deadline of each round of calls (one timer per round, not one per call), and
+//! the errors that say how many replicas answered.
+//! Does not own: the replica rules (`store`, `replica`), transport, which peers
+//! are up (`peers`), input limits.
 //!
-//! Written by hand: this is the product's consistency argument, and every step
-//! of it is spelled out in DESIGN.md ("How a write and a read work").
+//! Written by hand: this is the product's consistency argument. Every step of
+//! it follows the project's shared design ("How a write and a read work"),
+//! which is kept outside this repository; docs/design-notes.md records how the
+//! code implements it and where it departs.
 
 use crate::clock::{BeyondBound, Hlc, Millis, Version};
 use crate::observe::{Observer, PeerOp, QuorumFailure, Unobserved};
@@ -51,7 +55,7 @@ pub struct CoordinatorSettings {
     pub unsafe_switches: UnsafeSwitches,
 }
 
-/// Each switch drops one step DESIGN.md calls necessary.
+/// Each switch drops one step the project's shared design calls necessary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UnsafeSwitches {
     /// Stamp writes from the local clock and count replicas holding that version
@@ -304,7 +308,7 @@ impl Coordinator {
     }
 
     /// A fresh version above `floor`, never beyond this node's wall clock +
-    /// MAX_CLOCK_SKEW (DESIGN.md's "bounded stamps": the restart watermark must
+    /// MAX_CLOCK_SKEW (the shared design's "Bounded stamps": the restart watermark must
     /// cover all a node holds). A floor up to MAX_CLOCK_SKEW past that bound
     /// comes from a peer whose clock is ahead of this one within the bound (its
     /// restart watermark, or a version it stamped); the write then waits until
@@ -763,7 +767,7 @@ fn count_at_or_above(answers: &[(NodeId, Held)], version: Version) -> usize {
 /// a watermark above `version` (it forgot past it, or started less than
 /// MAX_CLOCK_SKEW ago) did not store the write: counting it would keep reads
 /// safe, but the write would then live on fewer than W replicas and vanish with
-/// the next one lost (a `docker stop` test found exactly that).
+/// the next one lost (docs/design-notes.md, "Write").
 fn count_holding(answers: &[(NodeId, Held)], version: Version) -> usize {
     answers.iter().filter(|(_, held)| held.held_version().is_some_and(|held| held >= version)).count()
 }

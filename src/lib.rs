@@ -29,14 +29,15 @@
 //!
 //! # The path of a Set
 //! `server::client` decodes and validates (`limits`), then calls
-//! [`coordinator::Coordinator::set`]: with W = 2 and this node one of the key's
-//! replicas (`ring`), the clock stamps a version above what the local `replica`
-//! holds; the record goes to the other replicas through `transport`, and once one
-//! stored that very version it is applied locally and answered. Otherwise (and
-//! when every peer refused it, holding or having forgotten something newer) the
-//! two phases: ask R replicas for the version they hold or forgot, stamp above
-//! the highest, send to all N, answer once W hold it or something newer. Each
-//! replica checks the message (`replica`) and applies it only if newer (`store`).
+//! [`coordinator::Coordinator::set`]: with W = 2, 2W > N and this node one of the
+//! key's replicas (`ring`), the clock stamps a version above what the local
+//! `replica` holds or forgot; the record goes to the other replicas through
+//! `transport`, and once one stored that very version it is applied locally and
+//! answered. Otherwise (and when every peer refused it, holding or having
+//! forgotten something newer) the two phases: ask R replicas for the version
+//! they hold or forgot, stamp above the highest, send to all N, answer once W
+//! hold it or something newer. Each replica checks the message (`replica`) and
+//! applies it only if newer (`store`).
 //!
 //! # The path of a Get
 //! `server::client` validates and calls [`coordinator::Coordinator::get`], which

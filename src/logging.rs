@@ -60,7 +60,7 @@ pub fn init(format: &LogFormat, level: Level) -> (Logger, LogGuard) {
     let _ = slog_stdlog::init_with_level(bridge_level(level));
     // The bridge's level is what library call sites test before building a
     // record: records LevelByOrigin would drop anyway must not be built at all
-    // (at Trace, h2's per-frame records cost a sixth of a busy node's CPU).
+    // (h2 builds one per frame).
     log::set_max_level(bridge_level(level).to_level_filter());
     // The same level for `tracing`, whose call sites then decide once, not per call.
     let tracing_level = tracing_bridge::level_filter(bridge_level(level));

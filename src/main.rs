@@ -1,8 +1,13 @@
 //! The `quorum-cache` binary: reads `.env` and the environment, sets up logs,
 //! runs a node until SIGTERM or SIGINT, drains, flushes the logs and exits 0.
 //! Also `quorum-cache health` (a gRPC health check, for container probes),
-//! `quorum-cache status` (the cluster as a node sees it) and `--help`. Exit codes: 0 stopped cleanly, 1 runtime failure (cannot listen,
-//! not serving), 2 bad configuration or usage.
+//! `quorum-cache status` (the cluster as a node sees it) and `--help`.
+//!
+//! Owns: the command line, reading `.env`, the stop signals, the node's runtime
+//! and allocator, and exit codes: 0 stopped cleanly, 1 runtime failure (cannot
+//! listen, not serving), 2 bad configuration or usage.
+//! Does not own: parsing the configuration (`config`), what a node does between
+//! start and stop, draining included (`node`).
 
 use quorum_cache::config::Config;
 use quorum_cache::{logging, node};
@@ -13,7 +18,7 @@ const USAGE_ERROR: u8 = 2;
 
 /// mimalloc rather than glibc's malloc: every call allocates and frees buffers of
 /// a few KiB (HTTP/2 frames, gRPC encode buffers), which glibc serves from its
-/// slow path (profiles showed about a tenth of a busy node's CPU in it).
+/// slow path (the profile: docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -3,9 +3,12 @@
 //!
 //! Owns: the registry (one per node, so several nodes can live in one test
 //! process), every metric's name, help and labels (bounded: method, status code,
-//! reason, peer address; never a key), and readiness (not draining, and enough
-//! peers handshaken for quorums).
-//! Does not own: where events happen (the core reports through `observe`).
+//! reason, peer address; never a key), and serving them over HTTP beside
+//! `/healthz` and `/readyz`.
+//! Does not own: where events happen (the core reports through `observe`), the
+//! values of the node's gauges (read at each scrape through the closure `node`
+//! passes in), or what readiness means (`/readyz` answers from the check `node`
+//! builds).
 
 use crate::observe::{Observer, PeerOp, QuorumFailure};
 use crate::ring::NodeId;

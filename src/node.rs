@@ -1,11 +1,16 @@
 //! One node: builds the core and the gRPC layer from a `Config`, serves until
 //! told to stop, then drains.
 //!
-//! Owns: the order of startup (clock, store with its restart watermark, ring,
-//! replica, peers, coordinator, listener, handshakes, expiry sweeper) and of
-//! shutdown (NOT_SERVING, turn new client calls away, wait for in-flight calls up
-//! to SHUTDOWN_TIMEOUT, stop the listener), and the start and stop log lines.
-//! Does not own: signals and exit codes (`main`).
+//! Owns: the order of startup (wait MAX_CLOCK_SKEW, then clock, store with its
+//! restart watermark, ring, replica, peers, transport, metrics, coordinator,
+//! listeners, handshakes, expiry sweeper, timer anchor) and of shutdown (turn new
+//! client calls away, NOT_SERVING, wait for in-flight calls up to
+//! SHUTDOWN_TIMEOUT, stop the listener, then the HTTP endpoints); readiness (not
+//! draining, and enough members up for read and write quorums) and keeping gRPC
+//! health in step with it; the start and stop log lines.
+//! Does not own: signals and exit codes (`main`), the HTTP endpoints that answer
+//! with readiness (`metrics`), how a call is turned away while draining
+//! (`server::drain`).
 
 use crate::clock::{Hlc, SystemClock, WallClock, restart_watermark};
 use crate::config::Config;
@@ -332,8 +337,7 @@ fn log_start(config: &Config, log: &Logger, local_addr: SocketAddr, core: &Core)
 /// system call whenever a new deadline comes before the one it last parked
 /// for, even from the runtime's own thread, and the wake-up then costs one
 /// more `epoll_wait`; without the anchor, the first read after every idle spell
-/// paid both (measured at 20k Gets/s in open loop: about 1,250 such writes a
-/// second per node, and 6–16% more system calls in all). `period`
+/// pays both (the measurements: docs/design-notes.md, "Read"). `period`
 /// comes from the coordinator, below its hedge delay; the cost is one timer
 /// wake-up per `period` (50 ms by default).
 fn spawn_timer_anchor(period: Duration, stop: CancellationToken) {

@@ -9,8 +9,8 @@
 //!
 //! Why a subscriber at all: with `tracing`'s `log` feature and no subscriber,
 //! every span a library opens on the hot path (h2 opens several per poll) builds
-//! its field set and tries to log it, whatever `log`'s level — a few percent of a
-//! busy node's CPU. Once a subscriber is set, `tracing` asks it instead, and a
+//! its field set and tries to log it, whatever `log`'s level (the profile:
+//! docs/design-notes.md). Once a subscriber is set, `tracing` asks it instead, and a
 //! call site it declines costs one cached load. Written by hand: the crates that
 //! bridge the other way (slog → tracing) or print on their own (tracing-subscriber's
 //! fmt) do not fit, and forwarding an event is a page.

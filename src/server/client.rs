@@ -1,9 +1,11 @@
 //! `pb.CacheService`: the client-facing API. Decodes, validates, calls the
-//! coordinator, encodes. Nothing else happens here.
+//! coordinator, encodes.
 //!
-//! Owns: turning requests into coordinator calls and results into responses.
+//! Owns: turning requests into coordinator calls and results into responses,
+//! admitting each call through the drain (turned away once draining), and
+//! reporting each call's method, code and latency to `metrics`.
 //! Does not own: rate limiting (an interceptor, `rate_limit`), error codes
-//! (`status`), the quorum logic (`coordinator`).
+//! (`status`), the draining state (`drain`), the quorum logic (`coordinator`).
 
 use super::drain::{CallGuard, Drain};
 use super::status;

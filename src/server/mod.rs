@@ -1,10 +1,11 @@
-//! The gRPC layer: tonic services around the core, and the server that hosts them.
+//! The gRPC layer: tonic services around the core, and their routes on one
+//! listener.
 //!
 //! Owns: assembling `pb.CacheService` (rate limited), `pb.AdminService`, `peer.PeerService`,
 //! `grpc.health.v1.Health` and server reflection (v1 and v1alpha, which
-//! grpcurl 1.8 speaks) on one listener, with message-size limits.
-//! Does not own: the logic behind the services (the core), startup and
-//! shutdown order (`node`).
+//! grpcurl 1.8 speaks) into one set of routes, with message-size limits.
+//! Does not own: the logic behind the services (the core), building and running
+//! the server on the listener, startup and shutdown order (`node`).
 
 pub mod admin;
 pub mod client;

@@ -8,7 +8,7 @@
 //! batches in order. The items' common envelope travels once, on the batch.
 //! An idle node therefore sends each call at once (a batch of one), and a busy
 //! one pays one stream message for many requests. A stream costs one
-//! HTTP/2 request for its whole life, where a `Batch` call per batch paid
+//! HTTP/2 request for its whole life; a unary `Batch` call per batch would pay
 //! request headers, trailers and a task on each side every time, which is most
 //! of what a replicated call costs on a small machine.
 //! When the stream fails, every batch it holds fails with it (a timeout of the
@@ -97,8 +97,8 @@ async fn send_batches(
 ) {
     let mut stream: Option<Stream> = None;
     // One timer for the task's life, moved only when the oldest batch changes:
-    // a timer made afresh on each turn of the loop was registered and removed
-    // again for every batch sent and every answer.
+    // a timer made afresh on each turn of the loop would be registered and
+    // removed again for every batch sent and every answer.
     let timeout = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timeout);
     let mut timeout_at: Option<Instant> = None;
@@ -246,8 +246,8 @@ impl Stream {
 /// sender had already reached when it was sent, as a later single message
 /// would be. In practice every item shares (they all go from this node to one
 /// peer); one that did not would carry its own envelope and be checked against
-/// it. Only what is sent is converted to a message: once per batch, where each
-/// item used to pay for its three strings.
+/// it. Only what is sent is converted to a message: the shared envelope once
+/// per batch, not its three strings once per item.
 fn own_envelope(envelope: Envelope, shared: &Envelope) -> Option<peer_pb::Envelope> {
     let shares = envelope.from == shared.from && envelope.to == shared.to && envelope.params == shared.params;
     (!shares).then(|| envelope.into())

@@ -1,10 +1,13 @@
-//! The one place where errors become gRPC statuses.
+//! Where the node's errors (input, quorum, a peer's refusal, draining, the rate
+//! limit, an oversized message) become gRPC statuses.
 //!
-//! Owns: the code of every error, and the `qc-outcome` metadata that tells a
+//! Owns: the code of each of those errors, the `qc-outcome` metadata that tells a
 //! client whether a failed write certainly did not happen (`not-applied`) or may
-//! have (`unknown`), so retries and consistency checkers can tell them apart.
+//! have (`unknown`), so retries and consistency checkers can tell them apart, and
+//! the `qc-refusal` metadata that carries the kind of a peer's refusal.
 //! Does not own: the messages (each error's `Display` says what happened and
-//! what to do).
+//! what to do), or the few statuses a service raises about its own message (a
+//! malformed batch in `peer`, a stored value that is not UTF-8 in `client`).
 
 use crate::coordinator::CoordinatorError;
 use crate::limits::InputError;

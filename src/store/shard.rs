@@ -21,12 +21,10 @@ use smallvec::SmallVec;
 /// bounds the resident memory the store takes, not only its payload: the map's
 /// slot (key up to 24 bytes, record, LRU counter), its index, the spare room of
 /// both as they grow by doubling, and the value's allocation rounded up to the
-/// allocator's size class. Measured with `quorum-cache-bench memory` (1,000,000
-/// entries of 9-byte keys and 100-byte values): 188 bytes of RSS per entry
-/// beyond key and value on each node of three, whose values have not been read
-/// yet; 214-221 on a single node, whose values are already shared (by the
-/// write's coordinator) and so carry `bytes`' 24-byte reference count, as every
-/// value does once it has been read. The larger, rounded up.
+/// allocator's size class. The value is the larger of the overheads measured
+/// with `quorum-cache-bench memory` on each node of three and on a single node
+/// (whose values carry `bytes`' shared header, as every value does once it has
+/// been read), rounded up; the figures are in docs/performance.md.
 pub const ENTRY_OVERHEAD_BYTES: usize = 224;
 
 /// How many entries eviction samples; it drops the least recently used of them
@@ -37,7 +35,8 @@ const EVICTION_SAMPLES: usize = 5;
 /// ones on the heap. A lookup compares the key it probes in the slot it already
 /// loaded instead of following a pointer to a separate allocation (a cache miss
 /// per read on a store larger than the CPU's caches), and a short key costs no
-/// allocation of its own. 24 bytes keep the slot as large as a `Bytes` was.
+/// allocation of its own. With 24 bytes inline the key takes four words, as a
+/// `Bytes` does, so keeping it inline makes the slot no larger.
 type StoredKey = SmallVec<[u8; 24]>;
 
 struct Entry {
