@@ -13,9 +13,10 @@
 //! - [`limits`]: validation of client input, shared by every entry point.
 //! - [`observe`]: the events the core reports, for [`metrics`].
 //!
-//! Proving it:
-//! - [`check`]: a per-key linearizability checker (Wing–Gong with Lowe's
-//!   memoisation) for recorded histories of the cache, used by the consistency tests.
+//! Proving it lives outside the library: the workspace crate `check/`
+//! (`quorum-cache-check`, library `qc_check`, command `qc-check`) is a per-key
+//! linearizability checker (Wing–Gong with Lowe's memoisation) for recorded
+//! histories of the cache, used by the consistency tests and the simulation.
 //!
 //! Around it:
 //! - [`config`]: environment → validated `Config`.
@@ -47,7 +48,6 @@
 //! holds that version, writes it back until W hold it when the answers disagree,
 //! and only then answers.
 
-pub mod check;
 pub mod clock;
 pub mod config;
 pub mod coordinator;

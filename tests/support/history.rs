@@ -1,9 +1,9 @@
-//! Hands recorded histories to the linearizability checker (`quorum_cache::check`);
+//! Hands recorded histories to the linearizability checker (`qc_check`, the workspace's `check/` crate);
 //! on a failure, writes the offending keys' histories to files and returns the
 //! checker's explanation with their paths.
 
 use super::workload::{Call, Outcome, Recorded};
-use quorum_cache::check::{self, Action, History, Op, ReadOutcome, SearchLimits, Verdict, WriteOutcome};
+use qc_check::{self as check, Action, History, Op, ReadOutcome, SearchLimits, Verdict, WriteOutcome};
 use std::path::PathBuf;
 
 /// The checker's view of a recorded run.

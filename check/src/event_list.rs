@@ -129,7 +129,7 @@ fn return_nodes(events: &[Event], op_count: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::register::{Effect, State};
+    use crate::register::{Effect, State};
 
     fn op(invoke: u64, complete: Option<u64>) -> SearchOp {
         SearchOp {

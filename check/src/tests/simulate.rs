@@ -6,7 +6,7 @@
 //!
 //! Does not check anything (see `agreement_with_stateright` and `performance`).
 
-use crate::check::{Action, Op, ReadOutcome, WriteOutcome};
+use crate::{Action, Op, ReadOutcome, WriteOutcome};
 use std::ops::RangeInclusive;
 
 /// xorshift64*: small, fast and good enough to vary test histories.

@@ -3,7 +3,7 @@
 //!
 //! Does not generate histories (see `simulate`).
 
-use crate::check::{Action, Op, ReadOutcome, SearchLimits, Verdict, Violation, WriteOutcome, check_key};
+use crate::{Action, Op, ReadOutcome, SearchLimits, Verdict, Violation, WriteOutcome, check_key};
 use std::ops::Range;
 
 pub(super) const KEY: &str = "k";

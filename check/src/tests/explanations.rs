@@ -4,7 +4,7 @@
 //! Does not decide verdicts of tricky histories (see `known_histories`).
 
 use super::fixtures::*;
-use crate::check::{
+use crate::{
     History, Op, SearchLimits, Verdict, WriteOutcome, check_history, read_key_history, write_key_history,
 };
 

@@ -1,4 +1,6 @@
-//! Linearizability checker for recorded cache histories.
+//! Linearizability checker for recorded cache histories: a library, used by
+//! quorum-cache's consistency tests and simulation, and the `qc-check` command
+//! (`src/main.rs`) for any recorded history.
 //!
 //! Owns judging a recorded [`History`] of Set / Get / Delete calls, key by key, against the
 //! "cache register" and explaining failures. Does not record histories (the test harness

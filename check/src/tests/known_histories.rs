@@ -5,7 +5,7 @@
 //! Does not check explanation texts (see `explanations`).
 
 use super::fixtures::*;
-use crate::check::{Cause, Op, ReadOutcome, SearchLimits, Verdict, WriteOutcome, check_key};
+use crate::{Cause, Op, ReadOutcome, SearchLimits, Verdict, WriteOutcome, check_key};
 
 #[test]
 fn an_empty_history_is_linearizable() {

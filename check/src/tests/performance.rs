@@ -5,7 +5,7 @@
 //! Does not compare with another checker (see `agreement_with_stateright`).
 
 use super::simulate::{Rng, Workload, simulate};
-use crate::check::{Action, Op, ReadOutcome, SearchLimits, Verdict, check_key};
+use crate::{Action, Op, ReadOutcome, SearchLimits, Verdict, check_key};
 
 /// 8 clients × 250 ops, with faults that keep the history linearizable.
 const BUSY_KEY: Workload = Workload {
