@@ -165,7 +165,10 @@ pub fn spawn_handshakes(
         .map(|peer| {
             let (peers, replica, transport, stop) = (peers.clone(), replica.clone(), transport.clone(), stop.clone());
             tokio::spawn(async move {
+                // Biased: once stopped, no handshake due at the same instant
+                // leaves (the simulation's replays depend on it).
                 tokio::select! {
+                    biased;
                     _ = stop.cancelled() => {}
                     _ = handshake_loop(&peers, &replica, transport.as_ref(), &peer, rpc_timeout) => {}
                 }

@@ -3,7 +3,7 @@
 //! tokio clock, every node's wall clock skewed. A scenario is a cluster shape
 //! (nodes, N, R, W), a fault mix and a seed, which drives the rest: the clients'
 //! calls, message delays and losses ("chaos"), and a nemesis that restarts nodes
-//! (the calls a crashed node coordinates are cut off; it stays down at least 1 ms
+//! (the calls a crashed node coordinates are cut off; it stays down at least MAX_CLOCK_SKEW + 1 ms
 //! and boots with an empty memory and its clock stepped to a new offset within
 //! ±200 ms, so any two clocks stay within MAX_CLOCK_SKEW), isolates one node,
 //! splits the ring into two halves (clients reach both), loses one node's
@@ -26,7 +26,7 @@
 //! A failure names its shape and seed, and replays exactly with
 //! `SIM_SEED=<seed> cargo test --test simulation <test> -- --nocapture`
 //! (that seed on every shape of the test).
-//! Does not own: the checker (`quorum_cache::check`), real processes and sockets
+//! Does not own: the checker (`qc_check`, the workspace's `check/` crate), real processes and sockets
 //! (tests/consistency.rs).
 
 use bytes::Bytes;
@@ -121,7 +121,7 @@ fn shapes_with_n(n: usize) -> Vec<Shape> {
 /// What the nemesis does at random moments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
-    /// Crash a node, keep it down (connections refused) for at least 1 ms, boot
+    /// Crash a node, keep it down (connections refused) for at least MAX_CLOCK_SKEW + 1 ms, boot
     /// it with an empty memory and its clock stepped to a new offset.
     Restart,
     /// Cut one node off from the others; clients still reach it.
@@ -402,9 +402,12 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, done: CancellationToken) -> Tally {
         let cut = match fault {
             Fault::Restart => {
                 sim.crash(victim);
-                // At least a millisecond, which the restart watermark relies on;
-                // half of the time exactly that.
-                let down_ms = if rng.below(2) == 0 { 1 } else { 1 + rng.below(100) };
+                // A node waits MAX_CLOCK_SKEW before it builds its store (so that
+                // its restart watermark covers a clock stepped back by up to
+                // that much, as `restart` does here), and a restart takes at
+                // least a millisecond more; half of the time exactly that.
+                let least = SKEW_MS + 1;
+                let down_ms = if rng.below(2) == 0 { least } else { least + rng.below(100) };
                 tokio::time::sleep(Duration::from_millis(down_ms)).await;
                 sim.restart(victim, rng.offset_ms());
                 false
@@ -642,7 +645,14 @@ fn broken_protocols_are_caught() {
     let r_w = |r, w| Shape { r, w, ..DEFAULT_SHAPE };
     let broken = [
         ("R = W = 1", r_w(1, 1), EVERY_FAULT, safe),
-        ("no read repair", DEFAULT_SHAPE, EVERY_FAULT, unsafe_switches(|s| s.skip_read_repair = true)),
+        // A write stored by one replica whose reply was lost, read from it
+        // and not written back, then missed by a read of the other two.
+        (
+            "no read repair, one-way loss and chaos",
+            DEFAULT_SHAPE,
+            FaultMix { nemesis: &[Fault::OneWayLoss], ..EVERY_FAULT },
+            unsafe_switches(|s| s.skip_read_repair = true),
+        ),
         ("no watermarks", DEFAULT_SHAPE, EVERY_FAULT, no_watermarks),
         ("no version query", DEFAULT_SHAPE, EVERY_FAULT, unsafe_switches(|s| s.skip_version_query = true)),
         // Each half of a split acknowledges writes; after it heals, the half

@@ -298,7 +298,7 @@ mod tests {
         to: &Replica,
         key: &'static str,
     ) -> Option<Result<Reply, PeerError>> {
-        let version = from.clock().stamp_above(Version::ZERO);
+        let version = from.clock().stamp_above(Version::ZERO).unwrap();
         let record = Record { version, value: Some(Bytes::from_static(b"v")), expires_at_ms: u64::MAX };
         let (envelope, key) = (from.envelope_to(to.id()), Bytes::from_static(key.as_bytes()));
         let request = WriteRequest { envelope, key, record };
