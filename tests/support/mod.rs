@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: free ports, the real binary started
-//! with environment variables, health polling, grpcurl, a Rust client, and a
-//! delaying/cutting TCP proxy. Each test file uses the parts it needs.
+//! (and restarted, its environment changed or not) with environment variables,
+//! health polling, excerpts of a node's log by time, grpcurl, a Rust client,
+//! and a delaying/cutting TCP proxy. Each test file uses the parts it needs.
 #![allow(dead_code)]
 
 pub mod history;
@@ -70,7 +71,18 @@ impl Node {
 
     /// Starts the process again after a kill, with the same environment.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Starts the process again after a kill, with `changes` set (replacing a
+    /// variable of the same name) and the rest of the environment as before:
+    /// a restart that comes back different, say with its clock stepped.
+    pub fn restart_with(&mut self, changes: &[(&str, &str)]) {
         assert!(self.child.is_none(), "kill it first");
+        for (name, value) in changes {
+            self.env.retain(|(existing, _)| existing != name);
+            self.env.push((name.to_string(), value.to_string()));
+        }
         self.start();
     }
 
@@ -256,6 +268,41 @@ pub fn cluster(size: usize, extra: &[(&str, &str)]) -> Vec<Node> {
             Node::spawn(&env)
         })
         .collect()
+}
+
+/// The lines of a node's JSON log whose `ts` lies between two instants
+/// (nanoseconds since the Unix epoch): what the node did around a given call.
+pub fn log_lines_between(log: &str, from_unix_ns: u128, to_unix_ns: u128) -> Vec<&str> {
+    log.lines()
+        .filter(|line| {
+            let ts = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|entry| entry.get("ts")?.as_str().and_then(unix_ns_of));
+            ts.is_some_and(|ts| (from_unix_ns..=to_unix_ns).contains(&ts))
+        })
+        .collect()
+}
+
+/// Nanoseconds since the Unix epoch of an RFC 3339 UTC time as the node logs
+/// it ("2026-12-07T22:58:18.380976598Z"); the civil-date arithmetic is Howard
+/// Hinnant's `days_from_civil`.
+fn unix_ns_of(ts: &str) -> Option<u128> {
+    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
+    let numbers = |text: &str, separator: char| -> Option<Vec<i64>> {
+        text.split(separator).map(|part| part.parse().ok()).collect()
+    };
+    let [year, month, day] = numbers(date, '-')?[..] else { return None };
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let [hours, minutes, seconds] = numbers(clock, ':')?[..] else { return None };
+    let nanos: i64 = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hours * 3_600 + minutes * 60 + seconds;
+    u128::try_from(seconds * 1_000_000_000 + nanos).ok()
 }
 
 /// A plain HTTP/1.1 GET: (status code, body).

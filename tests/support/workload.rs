@@ -57,18 +57,19 @@ pub struct Workload {
     pub first_client: usize,
 }
 
-/// A small deterministic generator (xorshift64*), one per client.
-struct Rng(u64);
+/// A small deterministic generator (xorshift64*), one per client (and one for
+/// the nemesis's draws). The seed must not be 0.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound
     }
 }
@@ -196,7 +197,7 @@ pub fn count(history: &[Recorded]) -> Counts {
 /// began before the Get ended) is a Delete or a Set with a TTL. Failed and
 /// indeterminate Sets without TTL cannot make the key absent, so they do not
 /// excuse a miss.
-pub fn misses_on_present_keys(history: &[Recorded]) -> usize {
+pub fn misses_on_present_keys(history: &[Recorded]) -> Vec<&Recorded> {
     let plain_set = |op: &Recorded| matches!(&op.call, Call::Set { ttl_seconds: None, .. });
     history
         .iter()
@@ -211,5 +212,5 @@ pub fn misses_on_present_keys(history: &[Recorded]) -> usize {
                     .filter(|write| write.complete_ns > last.invoke_ns && write.invoke_ns < get.complete_ns)
                     .all(plain_set)
         })
-        .count()
+        .collect()
 }
