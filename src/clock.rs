@@ -142,16 +142,25 @@ pub struct BeyondBound {
     pub max_skew_ms: u64,
 }
 
+/// How long a node waits after its process starts before it builds its store
+/// and takes its restart watermark (`restart_watermark`): twice
+/// MAX_CLOCK_SKEW. Before it went down the node stored no version beyond its
+/// wall clock then + MAX_CLOCK_SKEW (`Hlc::check_bound`), and its wall clock may
+/// have stepped back across the restart by up to MAX_CLOCK_SKEW; after the
+/// wait its wall clock is past everything it may have held.
+pub fn restart_wait(max_skew_ms: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(2 * max_skew_ms)
+}
+
 /// The watermark of a node that starts with an empty memory at wall time
-/// `now_ms`. Before it went down it stored no version beyond its own wall clock
-/// plus `max_skew_ms` (`Hlc::check_bound`), so every version it may have held
-/// is below `now_ms + max_skew_ms` as long as its wall clock now is past its
-/// wall clock then (a restart takes at least a millisecond; a node waits
-/// `max_skew_ms` before it builds its store, which covers a clock stepped back
-/// by up to that much). Stamping above this watermark keeps a coordinator's
-/// clock exactly within the skew bound, so its next messages are not refused.
-pub fn restart_watermark(now_ms: Millis, max_skew_ms: u64) -> Version {
-    Version::from_millis(now_ms + max_skew_ms)
+/// `now_ms`, after `restart_wait`: the wall clock itself, above every version
+/// it may have held before (a restart takes at least a millisecond more than
+/// the wait). Being no higher than the wall clock, it never lifts another
+/// node's clock beyond the fastest wall clock of the cluster, so stamping
+/// above it never carries a clock that a node whose wall clock is behind
+/// (within MAX_CLOCK_SKEW) would refuse.
+pub fn restart_watermark(now_ms: Millis) -> Version {
+    Version::from_millis(now_ms)
 }
 
 /// The node's hybrid logical clock. Every stamp is above every timestamp the
@@ -359,7 +368,7 @@ mod tests {
         let stamped = clock.stamp_above(floor).expect("the wall clock made room");
         assert!(stamped > floor);
         assert!(clock.check_bound(stamped).is_ok());
-        assert!(restart_watermark(1_301, 500) > stamped, "a restart a millisecond later covers it");
+        assert!(restart_watermark(1_301 + 2 * 500 + 1) > stamped, "a restart after the wait covers it");
     }
 
     #[test]
@@ -383,16 +392,28 @@ mod tests {
     fn stamping_above_a_restart_watermark_stays_within_the_skew_bound() {
         let (_wall, coordinator) = hlc(1_000);
         let (_peer_wall, peer) = hlc(1_000);
-        let stamped = coordinator.stamp_above(restart_watermark(1_000, 500)).unwrap();
-        assert!(stamped > restart_watermark(1_000, 500));
+        let stamped = coordinator.stamp_above(restart_watermark(1_000 + 500)).unwrap();
+        assert!(stamped > restart_watermark(1_000 + 500));
         peer.receive(coordinator.now()).expect("a peer with the same wall clock accepts it");
     }
 
     #[test]
     fn lifting_past_a_peers_watermark_moves_later_stamps_above_it() {
         let (_wall, clock) = hlc(1_000);
-        clock.lift_past(restart_watermark(1_000, 500));
-        assert!(clock.tick() > restart_watermark(1_000, 500).at);
+        clock.lift_past(restart_watermark(1_300));
+        assert!(clock.tick() > restart_watermark(1_300).at);
+    }
+
+    /// A version stored at the very bound (wall + MAX_CLOCK_SKEW), then a
+    /// restart at once with the wall clock stepped back by MAX_CLOCK_SKEW: the
+    /// watermark taken after `restart_wait` is above it.
+    #[test]
+    fn the_watermark_after_the_restart_wait_covers_a_clock_stepped_back() {
+        let held = Version { at: Timestamp { physical_ms: 1_000 + 500, logical: u32::MAX }, node: u64::MAX };
+        let stepped_back_start = 1_000 - 500 + 1;
+        let wait = restart_wait(500).as_millis() as Millis;
+        assert!(restart_watermark(stepped_back_start + wait) > held);
+        assert!(restart_watermark(stepped_back_start + wait / 2) < held, "half the wait would not do");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("WRITE_QUORUM", "majority of N", "W, replicas that must hold a write before it is acknowledged"),
     ("READ_QUORUM", "majority of N", "R, replicas a read must hear from"),
     ("VNODES", "128", "virtual points per node on the hash ring"),
-    ("MAX_CLOCK_SKEW", "500", "largest clock difference between nodes tolerated, in milliseconds"),
+    ("MAX_CLOCK_SKEW", "500", "largest clock difference between nodes tolerated, in milliseconds; a node waits twice this before it serves"),
     ("SHUTDOWN_TIMEOUT", "8", "how long a stopping node waits for in-flight calls, in seconds"),
     ("METRICS_ADDR", "0.0.0.0:<port of ADDR + 1000>", "where /metrics, /healthz and /readyz are served over plain HTTP; empty disables"),
     ("LOG_LEVEL", "info", "trace, debug, info, warning, error or critical"),

@@ -12,7 +12,7 @@
 //! with readiness (`metrics`), how a call is turned away while draining
 //! (`server::drain`).
 
-use crate::clock::{Hlc, SystemClock, WallClock, restart_watermark};
+use crate::clock::{Hlc, SystemClock, WallClock, restart_wait, restart_watermark};
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorSettings, UnsafeSwitches};
 use crate::limits::InputLimits;
@@ -77,7 +77,7 @@ fn build_core(config: &Config, log: &Logger) -> Result<Core, NodeError> {
         max_entries: config.capacity,
         max_bytes: config.capacity_bytes,
     };
-    let store = Arc::new(Store::new(limits, wall.clone(), restart_watermark(wall.now_ms(), skew_ms)));
+    let store = Arc::new(Store::new(limits, wall.clone(), restart_watermark(wall.now_ms())));
     let node_ids = |names: &[String]| names.iter().map(|name| NodeId::from(name.as_str())).collect::<Vec<_>>();
     let peer_ids = node_ids(&config.peers);
     let ring = Ring::new(&node_ids(&config.members()), config.vnodes, config.replication_factor);
@@ -175,16 +175,17 @@ fn peer_source(config: &Config) -> Option<std::net::IpAddr> {
 /// Runs a node until `stop` completes, then drains and returns.
 pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
     tokio::pin!(stop);
-    // The restart watermark (wall + MAX_CLOCK_SKEW, set when the store is
-    // built) must be above all this node held before it went down: versions up
-    // to its wall clock then + MAX_CLOCK_SKEW. Waiting out MAX_CLOCK_SKEW first
-    // keeps that true when the wall clock stepped back by up to MAX_CLOCK_SKEW
-    // across the restart (docs/design-notes.md, "Replica rule and watermarks").
-    info!(log, "waiting MAX_CLOCK_SKEW before serving, so that what this node may have held before a restart stays below its watermark";
-        "max_clock_skew_ms" => config.max_clock_skew.as_millis() as u64);
+    // The restart watermark (the wall clock when the store is built) must be
+    // above all this node held before it went down: versions up to its wall
+    // clock then + MAX_CLOCK_SKEW, with a clock that may have stepped back by
+    // up to MAX_CLOCK_SKEW since (docs/design-notes.md, "Replica rule and
+    // watermarks").
+    let wait = restart_wait(config.max_clock_skew.as_millis() as u64);
+    info!(log, "waiting twice MAX_CLOCK_SKEW before serving, so that what this node may have held before a restart stays below its watermark";
+        "wait_ms" => wait.as_millis() as u64);
     tokio::select! {
         () = &mut stop => return Ok(()),
-        () = tokio::time::sleep(config.max_clock_skew) => {}
+        () = tokio::time::sleep(wait) => {}
     }
     let core = build_core(&config, &log)?;
     let metrics_listener = match config.metrics_addr {

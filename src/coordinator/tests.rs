@@ -73,10 +73,18 @@ impl Cluster {
         let wall: Arc<dyn WallClock> = self.walls[name].clone();
         let clock = Arc::new(Hlc::new(wall.clone(), crate::ring::node_number(name), SKEW_MS));
         let limits = StoreLimits { num_shards: 4, max_entries: 1_000, max_bytes: 1 << 24 };
-        let store = Arc::new(Store::new(limits, wall.clone(), crate::clock::restart_watermark(wall.now_ms(), SKEW_MS)));
+        let store = Arc::new(Store::new(limits, wall.clone(), crate::clock::restart_watermark(wall.now_ms())));
         let replica = Arc::new(Replica::new(name.into(), self.params(), store, clock));
         self.net.attach(replica.clone());
         self.replicas.insert(name.into(), replica);
+    }
+
+    /// Restarts a node with an empty store, as a real restart does: after the
+    /// wait before a node builds its store (`restart_wait`), during which
+    /// every wall clock moves on.
+    fn restart(&mut self, name: &str) {
+        self.advance_all(crate::clock::restart_wait(SKEW_MS).as_millis() as u64 + 1);
+        self.start(name);
     }
 
     fn coordinator(&self, name: &str) -> Coordinator {
@@ -247,7 +255,7 @@ async fn a_replica_forgot_the_newest(cluster: &mut Cluster) {
     cluster.net.set_fault("node3", Fault::Down);
     cluster.coordinator("node1").set(key(), value("v2"), FOREVER).await.unwrap();
     cluster.net.set_fault("node3", Fault::None);
-    cluster.start("node2");
+    cluster.restart("node2");
 }
 
 #[tokio::test(start_paused = true)]
@@ -372,7 +380,10 @@ async fn a_watermark_answer_does_not_count_as_holding_the_write() {
     // above node3's restart watermark (with majorities the same happens when the
     // restarted node is not among the first R to answer).
     cluster.settings = CoordinatorSettings { read_quorum: 1, write_quorum: 2, ..settings() };
-    cluster.start("node3");
+    // node3's clock runs ahead (within the bound), so its restart watermark, its
+    // wall clock, is above what node1 stamps.
+    cluster.walls["node3"].advance(300);
+    cluster.restart("node3");
     cluster.net.set_fault("node2", Fault::Slow(Duration::from_millis(300)));
     let started = tokio::time::Instant::now();
     let version = cluster.coordinator("node1").set(key(), value("v"), FOREVER).await.unwrap();
@@ -426,7 +437,10 @@ async fn a_silent_replica_left_behind_by_a_write_is_marked_down_at_the_deadline(
 #[tokio::test(start_paused = true)]
 async fn after_a_handshake_writes_are_stamped_above_a_restarted_peers_watermark() {
     let mut cluster = Cluster::new(3);
-    cluster.start("node3");
+    // node3's clock runs ahead (within the bound): its restart watermark, its
+    // wall clock, is above what node1 stamps until node1 lifts its clock.
+    cluster.walls["node3"].advance(300);
+    cluster.restart("node3");
     cluster.net.set_fault("node3", Fault::Slow(Duration::from_millis(100)));
     let before = cluster.coordinator("node1").set(key(), value("before"), FOREVER).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -627,18 +641,26 @@ async fn the_one_round_write_forced_on_with_disjoint_write_quorums_reads_stale()
     assert_eq!(read, Ok(Some(value("first"))), "the acknowledged later write is lost to the older one");
 }
 
-/// node3 restarts with its clock MAX_CLOCK_SKEW - 100 ms ahead, so its
-/// restart watermark is 2 * MAX_CLOCK_SKEW - 100 ms ahead of node1's wall. A
-/// write through node1 whose first phase meets that watermark (R = 3) must
-/// not stamp above it before node1's own wall clock allows: a version
-/// beyond node1's wall + MAX_CLOCK_SKEW would escape node1's restart
-/// watermark. With the wall clocks running, the write waits for room.
+/// node3's clock runs MAX_CLOCK_SKEW - 100 ms ahead and it holds a version
+/// at its own bound (its wall clock + MAX_CLOCK_SKEW), 2 * MAX_CLOCK_SKEW -
+/// 100 ms ahead of node1's wall clock. A write through node1 whose first phase
+/// meets it (R = 3) must not stamp above it before node1's own wall clock
+/// allows: a version beyond node1's wall + MAX_CLOCK_SKEW could escape node1's
+/// restart watermark. Returns the version node3 holds.
+fn node3_holds_a_version_at_its_bound(cluster: &Cluster) -> Version {
+    cluster.walls["node3"].advance(SKEW_MS - 100);
+    let at_bound = Version::from_millis(cluster.walls["node3"].now_ms() + SKEW_MS);
+    let record = Record { version: at_bound, value: Some(value("from the fast clock")), expires_at_ms: FOREVER };
+    cluster.replicas["node3"].store().apply(key(), record);
+    at_bound
+}
+
+/// With the wall clocks running, the write waits for room, then is stamped
+/// above node3's version and within node1's bound.
 #[tokio::test(start_paused = true)]
 async fn a_write_is_never_stamped_beyond_the_wall_clock_plus_the_skew() {
-    let mut cluster = Cluster::new(3);
-    cluster.walls["node3"].advance(SKEW_MS - 100);
-    cluster.start("node3");
-    let watermark = cluster.held("node3", "k").floor();
+    let cluster = Cluster::new(3);
+    let ahead = node3_holds_a_version_at_its_bound(&cluster);
     let walls: Vec<Arc<ManualClock>> = cluster.walls.values().cloned().collect();
     let ticking = tokio::spawn(async move {
         loop {
@@ -651,14 +673,15 @@ async fn a_write_is_never_stamped_beyond_the_wall_clock_plus_the_skew() {
     let version = cluster.coordinator_with("node1", settings).set(key(), value("v"), FOREVER).await.unwrap();
     let stamped_at = cluster.walls["node1"].now_ms();
     ticking.abort();
-    assert!(version > watermark, "phase 1 orders the write above node3's watermark");
+    assert!(version > ahead, "phase 1 orders the write above node3's version");
     assert!(
         version.at.physical_ms <= stamped_at + SKEW_MS,
         "stamped at {version}, beyond node1's wall {stamped_at} + {SKEW_MS} ms"
     );
     assert!(stamped_at - started >= SKEW_MS - 100, "the write waited for its wall clock: {} ms", stamped_at - started);
+    let restarted_at = stamped_at + crate::clock::restart_wait(SKEW_MS).as_millis() as u64 + 1;
     let held = cluster.held("node1", "k");
-    assert!(crate::clock::restart_watermark(stamped_at + 1, SKEW_MS) > held.floor(), "a restart 1 ms later covers {held:?}");
+    assert!(crate::clock::restart_watermark(restarted_at) > held.floor(), "a restart covers {held:?}");
 }
 
 /// The same with the wall clocks standing still: the write cannot get room,
@@ -666,18 +689,18 @@ async fn a_write_is_never_stamped_beyond_the_wall_clock_plus_the_skew() {
 /// moved beyond its bound (node2 still accepts its messages).
 #[tokio::test(start_paused = true)]
 async fn a_write_that_cannot_stamp_within_the_bound_changes_nothing() {
-    let mut cluster = Cluster::new(3);
-    cluster.walls["node3"].advance(SKEW_MS - 100);
-    cluster.start("node3");
+    let cluster = Cluster::new(3);
+    let ahead = node3_holds_a_version_at_its_bound(&cluster);
     let settings = CoordinatorSettings { read_quorum: 3, write_quorum: 1, ..settings() };
     let coordinator = cluster.coordinator_with("node1", settings);
     let error = coordinator.set(key(), value("v"), FOREVER).await.unwrap_err();
     assert!(matches!(error, CoordinatorError::ClockBehind { beyond } if beyond.ahead_ms == SKEW_MS - 100), "{error:?}");
     let message = error.to_string();
     assert!(message.starts_with("nothing was changed") && message.contains("MAX_CLOCK_SKEW"), "{message}");
-    for name in ["node1", "node2", "node3"] {
+    for name in ["node1", "node2"] {
         assert!(matches!(cluster.held(name, "k"), Held::Nothing { .. }), "{name} holds {:?}", cluster.held(name, "k"));
     }
+    assert_eq!(cluster.held("node3", "k").held_version(), Some(ahead), "node3 still holds only its own");
     let envelope = cluster.replicas["node1"].envelope_to(&"node2".into());
     assert!(cluster.replicas["node2"].read(&envelope, b"k", true).is_ok(), "node1's clock stayed within the bound");
 }

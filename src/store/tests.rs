@@ -110,9 +110,9 @@ fn byte_budget_evicts_too() {
 fn initial_watermark_refuses_versions_a_previous_life_may_have_held() {
     let wall = ManualClock::new(START);
     let limits = StoreLimits { num_shards: 2, max_entries: 10, max_bytes: 1 << 20 };
-    let watermark = crate::clock::restart_watermark(START, 500);
+    let watermark = crate::clock::restart_watermark(START);
     let store = Store::new(limits, wall, watermark);
-    let answer = store.apply(Bytes::from("k"), value(version(START + 499, u64::MAX), "v", FOREVER));
+    let answer = store.apply(Bytes::from("k"), value(version(START - 1, u64::MAX), "v", FOREVER));
     assert_eq!(answer, Held::Nothing { watermark });
     assert!(store.is_empty());
 }
