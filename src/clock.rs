@@ -85,7 +85,10 @@ pub struct Version {
 impl Version {
     /// Below every version any node can stamp.
     pub const ZERO: Version = Version {
-        at: Timestamp { physical_ms: 0, logical: 0 },
+        at: Timestamp {
+            physical_ms: 0,
+            logical: 0,
+        },
         node: 0,
     };
 
@@ -97,7 +100,10 @@ impl Version {
     /// The first version of physical millisecond `ms`.
     pub fn from_millis(ms: Millis) -> Version {
         Version {
-            at: Timestamp { physical_ms: ms, logical: 0 },
+            at: Timestamp {
+                physical_ms: ms,
+                logical: 0,
+            },
             node: 0,
         }
     }
@@ -174,8 +180,16 @@ pub struct Hlc {
 
 impl Hlc {
     pub fn new(wall: Arc<dyn WallClock>, node: u64, max_skew_ms: u64) -> Self {
-        let start = Timestamp { physical_ms: wall.now_ms(), logical: 0 };
-        Self { wall, node, max_skew_ms, last: Mutex::new(start) }
+        let start = Timestamp {
+            physical_ms: wall.now_ms(),
+            logical: 0,
+        };
+        Self {
+            wall,
+            node,
+            max_skew_ms,
+            last: Mutex::new(start),
+        }
     }
 
     pub fn node(&self) -> u64 {
@@ -196,7 +210,10 @@ impl Hlc {
         let mut last = self.last.lock();
         let physical = self.wall.now_ms();
         if physical > last.physical_ms {
-            *last = Timestamp { physical_ms: physical, logical: 0 };
+            *last = Timestamp {
+                physical_ms: physical,
+                logical: 0,
+            };
         }
         *last
     }
@@ -206,7 +223,10 @@ impl Hlc {
         let mut last = self.last.lock();
         let physical = self.wall.now_ms();
         *last = if physical > last.physical_ms {
-            Timestamp { physical_ms: physical, logical: 0 }
+            Timestamp {
+                physical_ms: physical,
+                logical: 0,
+            }
         } else {
             successor(*last)
         };
@@ -221,7 +241,14 @@ impl Hlc {
         let mut last = self.last.lock();
         let physical = self.wall.now_ms();
         let base = (*last).max(floor.at);
-        let at = if physical > base.physical_ms { Timestamp { physical_ms: physical, logical: 0 } } else { successor(base) };
+        let at = if physical > base.physical_ms {
+            Timestamp {
+                physical_ms: physical,
+                logical: 0,
+            }
+        } else {
+            successor(base)
+        };
         let version = Version { at, node: self.node };
         self.beyond_bound(version, physical).map_or(Ok(()), Err)?;
         *last = at;
@@ -251,7 +278,10 @@ impl Hlc {
     /// plus MAX_CLOCK_SKEW: the lift only saves a refused write, while a clock
     /// further ahead would get this node's messages refused.
     pub fn lift_past(&self, floor: Version) {
-        let cap = Timestamp { physical_ms: self.wall.now_ms() + self.max_skew_ms, logical: 0 };
+        let cap = Timestamp {
+            physical_ms: self.wall.now_ms() + self.max_skew_ms,
+            logical: 0,
+        };
         self.witness(floor.at.min(cap));
     }
 
@@ -283,9 +313,15 @@ impl Hlc {
 
 fn successor(at: Timestamp) -> Timestamp {
     match at.logical.checked_add(1) {
-        Some(logical) => Timestamp { physical_ms: at.physical_ms, logical },
+        Some(logical) => Timestamp {
+            physical_ms: at.physical_ms,
+            logical,
+        },
         // Four billion events in one millisecond: borrow the next millisecond.
-        None => Timestamp { physical_ms: at.physical_ms + 1, logical: 0 },
+        None => Timestamp {
+            physical_ms: at.physical_ms + 1,
+            logical: 0,
+        },
     }
 }
 
@@ -312,7 +348,13 @@ mod tests {
         clock.tick();
         clock.tick();
         wall.advance(5);
-        assert_eq!(clock.tick(), Timestamp { physical_ms: 1_005, logical: 0 });
+        assert_eq!(
+            clock.tick(),
+            Timestamp {
+                physical_ms: 1_005,
+                logical: 0
+            }
+        );
     }
 
     #[test]
@@ -327,7 +369,10 @@ mod tests {
     #[test]
     fn merges_a_remote_clock_within_the_bound() {
         let (_wall, clock) = hlc(1_000);
-        let remote = Timestamp { physical_ms: 1_400, logical: 9 };
+        let remote = Timestamp {
+            physical_ms: 1_400,
+            logical: 9,
+        };
         clock.receive(remote).unwrap();
         assert!(clock.tick() > remote);
     }
@@ -335,7 +380,10 @@ mod tests {
     #[test]
     fn refuses_a_remote_clock_beyond_the_bound_and_stays_put() {
         let (_wall, clock) = hlc(1_000);
-        let remote = Timestamp { physical_ms: 1_501, logical: 0 };
+        let remote = Timestamp {
+            physical_ms: 1_501,
+            logical: 0,
+        };
         let refused = clock.receive(remote).unwrap_err();
         assert_eq!(refused.ahead_ms, 501);
         assert_eq!(refused.max_skew_ms, 500);
@@ -346,11 +394,23 @@ mod tests {
     #[test]
     fn stamps_above_a_floor_from_the_future_within_the_bound() {
         let (_wall, clock) = hlc(1_000);
-        let floor = Version { at: Timestamp { physical_ms: 1_500, logical: 3 }, node: 99 };
+        let floor = Version {
+            at: Timestamp {
+                physical_ms: 1_500,
+                logical: 3,
+            },
+            node: 99,
+        };
         let stamped = clock.stamp_above(floor).unwrap();
         assert!(stamped > floor);
         assert_eq!(stamped.node, 7);
-        assert_eq!(stamped.at, Timestamp { physical_ms: 1_500, logical: 4 });
+        assert_eq!(
+            stamped.at,
+            Timestamp {
+                physical_ms: 1_500,
+                logical: 4
+            }
+        );
     }
 
     /// A floor further ahead than wall + MAX_CLOCK_SKEW (a peer's restart
@@ -359,7 +419,13 @@ mod tests {
     #[test]
     fn refuses_to_stamp_beyond_the_bound_and_stays_put() {
         let (wall, clock) = hlc(1_000);
-        let floor = Version { at: Timestamp { physical_ms: 1_800, logical: 0 }, node: 99 };
+        let floor = Version {
+            at: Timestamp {
+                physical_ms: 1_800,
+                logical: 0,
+            },
+            node: 99,
+        };
         let refused = clock.stamp_above(floor).unwrap_err();
         assert_eq!((refused.ahead_ms, refused.max_skew_ms), (300, 500));
         assert!(refused.to_string().contains("MAX_CLOCK_SKEW"), "{refused}");
@@ -368,20 +434,36 @@ mod tests {
         let stamped = clock.stamp_above(floor).expect("the wall clock made room");
         assert!(stamped > floor);
         assert!(clock.check_bound(stamped).is_ok());
-        assert!(restart_watermark(1_301 + 2 * 500 + 1) > stamped, "a restart after the wait covers it");
+        assert!(
+            restart_watermark(1_301 + 2 * 500 + 1) > stamped,
+            "a restart after the wait covers it"
+        );
     }
 
     #[test]
     fn the_bound_is_the_wall_clock_plus_the_skew() {
         let (_wall, clock) = hlc(1_000);
-        assert!(clock.check_bound(Version { at: Timestamp { physical_ms: 1_500, logical: u32::MAX }, node: 1 }).is_ok());
+        assert!(
+            clock
+                .check_bound(Version {
+                    at: Timestamp {
+                        physical_ms: 1_500,
+                        logical: u32::MAX
+                    },
+                    node: 1
+                })
+                .is_ok()
+        );
         let beyond = clock.check_bound(Version::from_millis(1_501)).unwrap_err();
         assert_eq!(beyond.ahead_ms, 1);
     }
 
     #[test]
     fn versions_order_by_time_then_node() {
-        let at = Timestamp { physical_ms: 5, logical: 1 };
+        let at = Timestamp {
+            physical_ms: 5,
+            logical: 1,
+        };
         let low = Version { at, node: 1 };
         let high = Version { at, node: 2 };
         assert!(low < high);
@@ -394,7 +476,8 @@ mod tests {
         let (_peer_wall, peer) = hlc(1_000);
         let stamped = coordinator.stamp_above(restart_watermark(1_000 + 500)).unwrap();
         assert!(stamped > restart_watermark(1_000 + 500));
-        peer.receive(coordinator.now()).expect("a peer with the same wall clock accepts it");
+        peer.receive(coordinator.now())
+            .expect("a peer with the same wall clock accepts it");
     }
 
     #[test]
@@ -409,23 +492,47 @@ mod tests {
     /// watermark taken after `restart_wait` is above it.
     #[test]
     fn the_watermark_after_the_restart_wait_covers_a_clock_stepped_back() {
-        let held = Version { at: Timestamp { physical_ms: 1_000 + 500, logical: u32::MAX }, node: u64::MAX };
+        let held = Version {
+            at: Timestamp {
+                physical_ms: 1_000 + 500,
+                logical: u32::MAX,
+            },
+            node: u64::MAX,
+        };
         let stepped_back_start = 1_000 - 500 + 1;
         let wait = restart_wait(500).as_millis() as Millis;
         assert!(restart_watermark(stepped_back_start + wait) > held);
-        assert!(restart_watermark(stepped_back_start + wait / 2) < held, "half the wait would not do");
+        assert!(
+            restart_watermark(stepped_back_start + wait / 2) < held,
+            "half the wait would not do"
+        );
     }
 
     #[test]
     fn lifting_stops_at_the_skew_bound() {
         let (_wall, clock) = hlc(1_000);
         clock.lift_past(Version::from_millis(9_000));
-        assert_eq!(clock.now(), Timestamp { physical_ms: 1_500, logical: 0 });
+        assert_eq!(
+            clock.now(),
+            Timestamp {
+                physical_ms: 1_500,
+                logical: 0
+            }
+        );
     }
 
     #[test]
     fn logical_overflow_borrows_the_next_millisecond() {
-        let at = Timestamp { physical_ms: 5, logical: u32::MAX };
-        assert_eq!(successor(at), Timestamp { physical_ms: 6, logical: 0 });
+        let at = Timestamp {
+            physical_ms: 5,
+            logical: u32::MAX,
+        };
+        assert_eq!(
+            successor(at),
+            Timestamp {
+                physical_ms: 6,
+                logical: 0
+            }
+        );
     }
 }

@@ -16,36 +16,132 @@ pub const DEFAULT_PORT: u16 = 8080;
 
 /// Every variable: name, default, meaning. `--help` and `.env.example` follow it.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    ("ADDR", "localhost:8080", "this node's advertised address and identity (host:port; a missing port means 8080)"),
-    ("LISTEN_ADDR", "0.0.0.0:<port of ADDR>", "the socket address to listen on; when it names one IP, node-to-node calls are sent from it"),
-    ("PEERS", "", "comma-separated addresses of the other nodes (a missing port means 8080; ADDR itself is ignored)"),
+    (
+        "ADDR",
+        "localhost:8080",
+        "this node's advertised address and identity (host:port; a missing port means 8080)",
+    ),
+    (
+        "LISTEN_ADDR",
+        "0.0.0.0:<port of ADDR>",
+        "the socket address to listen on; when it names one IP, node-to-node calls are sent from it",
+    ),
+    (
+        "PEERS",
+        "",
+        "comma-separated addresses of the other nodes (a missing port means 8080; ADDR itself is ignored)",
+    ),
     ("NUM_SHARDS", "4 x cores, a power of two", "cache shards per node"),
-    ("WORKER_THREADS", "the cores available to the process", "threads serving calls; 1 runs a single-threaded runtime, the cheapest per call; set it to the container's CPU limit, or lower when other busy processes share the cores"),
-    ("CAPACITY", "1000000", "maximum entries per node, tombstones included"),
-    ("CAPACITY_BYTES", "268435456", "maximum bytes per node of keys, values and 224 bytes per entry of bookkeeping (about the resident memory of the store)"),
+    (
+        "WORKER_THREADS",
+        "the cores available to the process",
+        "threads serving calls; 1 runs a single-threaded runtime, the cheapest per call; set it to the container's CPU limit, or lower when other busy processes share the cores",
+    ),
+    (
+        "CAPACITY",
+        "1000000",
+        "maximum entries per node, tombstones included",
+    ),
+    (
+        "CAPACITY_BYTES",
+        "268435456",
+        "maximum bytes per node of keys, values and 224 bytes per entry of bookkeeping (about the resident memory of the store)",
+    ),
     ("TTL", "3600", "default time to live of an entry, in seconds"),
-    ("MAX_TTL", "2592000", "largest TTL a request may ask for, in seconds (30 days)"),
+    (
+        "MAX_TTL",
+        "2592000",
+        "largest TTL a request may ask for, in seconds (30 days)",
+    ),
     ("MAX_KEY_SIZE", "250", "largest key, in bytes"),
     ("MAX_VALUE_SIZE", "1048576", "largest value, in bytes"),
-    ("MAX_RECV_MSG_SIZE", "4194304", "largest gRPC message received, in bytes"),
-    ("MAX_SEND_MSG_SIZE", "4194304", "largest gRPC message sent, in bytes"),
-    ("RPC_TIMEOUT", "5", "timeout of node-to-node calls, in seconds (or with a unit: 500ms, 2s)"),
-    ("RATE_LIMIT", "100000", "client calls per second this node accepts; 0 disables the limit"),
-    ("RATE_LIMIT_BURST", "RATE_LIMIT", "client calls accepted at once above the rate"),
-    ("REPLICATION_FACTOR", "3", "N, the replicas of every key, capped at the cluster size"),
-    ("WRITE_QUORUM", "majority of N", "W, replicas that must hold a write before it is acknowledged"),
-    ("READ_QUORUM", "majority of N", "R, replicas a read must hear from"),
+    (
+        "MAX_RECV_MSG_SIZE",
+        "4194304",
+        "largest gRPC message received, in bytes",
+    ),
+    (
+        "MAX_SEND_MSG_SIZE",
+        "4194304",
+        "largest gRPC message sent, in bytes",
+    ),
+    (
+        "RPC_TIMEOUT",
+        "5",
+        "timeout of node-to-node calls, in seconds (or with a unit: 500ms, 2s)",
+    ),
+    (
+        "RATE_LIMIT",
+        "100000",
+        "client calls per second this node accepts; 0 disables the limit",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        "RATE_LIMIT",
+        "client calls accepted at once above the rate",
+    ),
+    (
+        "REPLICATION_FACTOR",
+        "3",
+        "N, the replicas of every key, capped at the cluster size",
+    ),
+    (
+        "WRITE_QUORUM",
+        "majority of N",
+        "W, replicas that must hold a write before it is acknowledged",
+    ),
+    (
+        "READ_QUORUM",
+        "majority of N",
+        "R, replicas a read must hear from",
+    ),
     ("VNODES", "128", "virtual points per node on the hash ring"),
-    ("MAX_CLOCK_SKEW", "500", "largest clock difference between nodes tolerated, in milliseconds; a node waits twice this before it serves"),
-    ("SHUTDOWN_TIMEOUT", "8", "how long a stopping node waits for in-flight calls, in seconds"),
-    ("METRICS_ADDR", "0.0.0.0:<port of ADDR + 1000>", "where /metrics, /healthz and /readyz are served over plain HTTP; empty disables"),
-    ("LOG_LEVEL", "info", "trace, debug, info, warning, error or critical"),
+    (
+        "MAX_CLOCK_SKEW",
+        "500",
+        "largest clock difference between nodes tolerated, in milliseconds; a node waits twice this before it serves",
+    ),
+    (
+        "SHUTDOWN_TIMEOUT",
+        "8",
+        "how long a stopping node waits for in-flight calls, in seconds",
+    ),
+    (
+        "METRICS_ADDR",
+        "0.0.0.0:<port of ADDR + 1000>",
+        "where /metrics, /healthz and /readyz are served over plain HTTP; empty disables",
+    ),
+    (
+        "LOG_LEVEL",
+        "info",
+        "trace, debug, info, warning, error or critical",
+    ),
     ("LOG_FORMAT", "json", "json or text"),
-    ("CLOCK_OFFSET", "0", "TEST ONLY: shifts this node's clock by this many milliseconds (may be negative)"),
-    ("UNSAFE_SKIP_VERSION_QUERY", "false", "TEST ONLY: stamp writes from the local clock, never asking the replicas (breaks consistency)"),
-    ("UNSAFE_SKIP_READ_REPAIR", "false", "TEST ONLY: skip the read's write-back (breaks consistency)"),
-    ("UNSAFE_IGNORE_WATERMARKS", "false", "TEST ONLY: trust replicas that forgot (breaks consistency)"),
-    ("UNSAFE_FORCE_ONE_ROUND_WRITE", "false", "TEST ONLY: use the one-round write also when two write quorums need not meet (2W <= N; breaks consistency)"),
+    (
+        "CLOCK_OFFSET",
+        "0",
+        "TEST ONLY: shifts this node's clock by this many milliseconds (may be negative)",
+    ),
+    (
+        "UNSAFE_SKIP_VERSION_QUERY",
+        "false",
+        "TEST ONLY: stamp writes from the local clock, never asking the replicas (breaks consistency)",
+    ),
+    (
+        "UNSAFE_SKIP_READ_REPAIR",
+        "false",
+        "TEST ONLY: skip the read's write-back (breaks consistency)",
+    ),
+    (
+        "UNSAFE_IGNORE_WATERMARKS",
+        "false",
+        "TEST ONLY: trust replicas that forgot (breaks consistency)",
+    ),
+    (
+        "UNSAFE_FORCE_ONE_ROUND_WRITE",
+        "false",
+        "TEST ONLY: use the one-round write also when two write quorums need not meet (2W <= N; breaks consistency)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +237,9 @@ impl Config {
     /// Reads the given variables (tests pass their own).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         // Only our names, so that an unrelated variable can never fail deserialisation.
-        let ours = vars.into_iter().filter(|(name, _)| VARIABLES.iter().any(|(known, _, _)| known == name));
+        let ours = vars
+            .into_iter()
+            .filter(|(name, _)| VARIABLES.iter().any(|(known, _, _)| known == name));
         let raw: Raw = envy::from_iter(ours).map_err(|error| ConfigError {
             variable: "environment",
             value: error.to_string(),
@@ -155,25 +253,40 @@ impl Config {
         let listen_addr = match raw.listen_addr.as_deref() {
             None | Some("") => SocketAddr::from(([0, 0, 0, 0], port_of(&addr))),
             Some(value) => value.parse().map_err(|_| {
-                invalid("LISTEN_ADDR", value, "an IP socket address such as 0.0.0.0:8080 or [::]:8080")
+                invalid(
+                    "LISTEN_ADDR",
+                    value,
+                    "an IP socket address such as 0.0.0.0:8080 or [::]:8080",
+                )
             })?,
         };
         let peers = peers(raw.peers.as_deref().unwrap_or(""), &addr)?;
         let metrics_addr = metrics_addr(raw.metrics_addr.as_deref(), port_of(&addr))?;
         let max_key_size = number("MAX_KEY_SIZE", &raw.max_key_size, 250, 1..=65_536)?;
-        let max_recv_msg_size = number("MAX_RECV_MSG_SIZE", &raw.max_recv_msg_size, 4_194_304, 1_024..=1 << 30)?;
+        let max_recv_msg_size = number(
+            "MAX_RECV_MSG_SIZE",
+            &raw.max_recv_msg_size,
+            4_194_304,
+            1_024..=1 << 30,
+        )?;
         let max_value_size = number("MAX_VALUE_SIZE", &raw.max_value_size, 1_048_576, 1..=1 << 30)?;
         if max_value_size + max_key_size + 64 > max_recv_msg_size {
             return Err(invalid(
                 "MAX_VALUE_SIZE",
                 &max_value_size.to_string(),
-                &format!("below MAX_RECV_MSG_SIZE ({max_recv_msg_size}) minus MAX_KEY_SIZE and 64 bytes of framing"),
+                &format!(
+                    "below MAX_RECV_MSG_SIZE ({max_recv_msg_size}) minus MAX_KEY_SIZE and 64 bytes of framing"
+                ),
             ));
         }
         let max_ttl = seconds("MAX_TTL", &raw.max_ttl, 2_592_000)?;
         let default_ttl = seconds("TTL", &raw.ttl, 3_600)?;
         if default_ttl > max_ttl {
-            return Err(invalid("TTL", &default_ttl.as_secs().to_string(), &format!("at most MAX_TTL ({})", max_ttl.as_secs())));
+            return Err(invalid(
+                "TTL",
+                &default_ttl.as_secs().to_string(),
+                &format!("at most MAX_TTL ({})", max_ttl.as_secs()),
+            ));
         }
         let replication_factor = number("REPLICATION_FACTOR", &raw.replication_factor, 3, 1..=32)?;
         let rate_limit = number("RATE_LIMIT", &raw.rate_limit, 100_000, 0..=u32::MAX as usize)? as u32;
@@ -183,7 +296,9 @@ impl Config {
             return Err(invalid(
                 "CAPACITY_BYTES",
                 &capacity_bytes.to_string(),
-                &format!("at least MAX_KEY_SIZE + MAX_VALUE_SIZE + {ENTRY_OVERHEAD_BYTES}, so that one largest entry fits"),
+                &format!(
+                    "at least MAX_KEY_SIZE + MAX_VALUE_SIZE + {ENTRY_OVERHEAD_BYTES}, so that one largest entry fits"
+                ),
             ));
         }
         Ok(Config {
@@ -198,18 +313,42 @@ impl Config {
             max_key_size,
             max_value_size,
             max_recv_msg_size,
-            max_send_msg_size: number("MAX_SEND_MSG_SIZE", &raw.max_send_msg_size, 4_194_304, 1_024..=1 << 30)?,
-            rpc_timeout: duration("RPC_TIMEOUT", &raw.rpc_timeout, Duration::from_secs(5), Unit::Seconds)?,
+            max_send_msg_size: number(
+                "MAX_SEND_MSG_SIZE",
+                &raw.max_send_msg_size,
+                4_194_304,
+                1_024..=1 << 30,
+            )?,
+            rpc_timeout: duration(
+                "RPC_TIMEOUT",
+                &raw.rpc_timeout,
+                Duration::from_secs(5),
+                Unit::Seconds,
+            )?,
             rate_limit,
-            rate_limit_burst: number("RATE_LIMIT_BURST", &raw.rate_limit_burst, rate_limit.max(1) as usize, 1..=u32::MAX as usize)?
-                as u32,
+            rate_limit_burst: number(
+                "RATE_LIMIT_BURST",
+                &raw.rate_limit_burst,
+                rate_limit.max(1) as usize,
+                1..=u32::MAX as usize,
+            )? as u32,
             worker_threads: number("WORKER_THREADS", &raw.worker_threads, cores(), 1..=1_024)?,
             replication_factor,
             write_quorum: quorum("WRITE_QUORUM", &raw.write_quorum, replication_factor)?,
             read_quorum: quorum("READ_QUORUM", &raw.read_quorum, replication_factor)?,
             vnodes: number("VNODES", &raw.vnodes, 128, 1..=4_096)?,
-            max_clock_skew: duration("MAX_CLOCK_SKEW", &raw.max_clock_skew, Duration::from_millis(500), Unit::Millis)?,
-            shutdown_timeout: duration("SHUTDOWN_TIMEOUT", &raw.shutdown_timeout, Duration::from_secs(8), Unit::Seconds)?,
+            max_clock_skew: duration(
+                "MAX_CLOCK_SKEW",
+                &raw.max_clock_skew,
+                Duration::from_millis(500),
+                Unit::Millis,
+            )?,
+            shutdown_timeout: duration(
+                "SHUTDOWN_TIMEOUT",
+                &raw.shutdown_timeout,
+                Duration::from_secs(8),
+                Unit::Seconds,
+            )?,
             metrics_addr,
             log_level: log_level(raw.log_level.as_deref())?,
             log_format: log_format(raw.log_format.as_deref())?,
@@ -218,14 +357,19 @@ impl Config {
                 skip_version_query: flag("UNSAFE_SKIP_VERSION_QUERY", &raw.unsafe_skip_version_query)?,
                 skip_read_repair: flag("UNSAFE_SKIP_READ_REPAIR", &raw.unsafe_skip_read_repair)?,
                 ignore_watermarks: flag("UNSAFE_IGNORE_WATERMARKS", &raw.unsafe_ignore_watermarks)?,
-                force_one_round_write: flag("UNSAFE_FORCE_ONE_ROUND_WRITE", &raw.unsafe_force_one_round_write)?,
+                force_one_round_write: flag(
+                    "UNSAFE_FORCE_ONE_ROUND_WRITE",
+                    &raw.unsafe_force_one_round_write,
+                )?,
             },
         })
     }
 
     /// Every member of the cluster: this node and its peers.
     pub fn members(&self) -> Vec<String> {
-        std::iter::once(self.addr.clone()).chain(self.peers.iter().cloned()).collect()
+        std::iter::once(self.addr.clone())
+            .chain(self.peers.iter().cloned())
+            .collect()
     }
 
     /// The effective replication factor, capped at the cluster size.
@@ -252,7 +396,13 @@ impl Config {
     /// (R, W) as the coordinator will use them.
     pub fn effective_quorums(&self) -> (usize, usize) {
         let n = self.effective_replication();
-        let pick = |configured: usize| if configured == 0 { n / 2 + 1 } else { configured.min(n) };
+        let pick = |configured: usize| {
+            if configured == 0 {
+                n / 2 + 1
+            } else {
+                configured.min(n)
+            }
+        };
         (pick(self.read_quorum), pick(self.write_quorum))
     }
 
@@ -268,14 +418,21 @@ impl Config {
         );
         for (name, default, meaning) in VARIABLES {
             let default = if default.is_empty() { "(empty)" } else { default };
-            text.push_str(&format!("  {name:<27} {meaning}\n  {:<27} default: {default}\n", ""));
+            text.push_str(&format!(
+                "  {name:<27} {meaning}\n  {:<27} default: {default}\n",
+                ""
+            ));
         }
         text
     }
 }
 
 fn invalid(variable: &'static str, value: &str, expected: &str) -> ConfigError {
-    ConfigError { variable, value: value.to_string(), expected: expected.to_string() }
+    ConfigError {
+        variable,
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
 }
 
 /// The cores this process may use (cgroup CPU quotas included).
@@ -299,7 +456,10 @@ fn number(
         (1, usize::MAX) => "a positive integer".to_string(),
         (low, high) => format!("an integer from {low} to {high}"),
     };
-    let parsed: usize = value.trim().parse().map_err(|_| invalid(variable, value, &expected()))?;
+    let parsed: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(variable, value, &expected()))?;
     if !allowed.contains(&parsed) {
         return Err(invalid(variable, value, &expected()));
     }
@@ -318,7 +478,12 @@ enum Unit {
 }
 
 /// A positive duration: a number in the variable's unit, or with `ms` or `s`.
-fn duration(variable: &'static str, raw: &Option<String>, default: Duration, unit: Unit) -> Result<Duration, ConfigError> {
+fn duration(
+    variable: &'static str,
+    raw: &Option<String>,
+    default: Duration,
+    unit: Unit,
+) -> Result<Duration, ConfigError> {
     let Some(value) = raw else { return Ok(default) };
     let unit_name = match unit {
         Unit::Seconds => "seconds",
@@ -333,16 +498,29 @@ fn duration(variable: &'static str, raw: &Option<String>, default: Duration, uni
     } else {
         (text, if matches!(unit, Unit::Seconds) { 1_000 } else { 1 })
     };
-    let count: u64 = digits.trim().parse().map_err(|_| invalid(variable, value, &expected))?;
-    let millis = count.checked_mul(millis_per_unit).filter(|&ms| ms > 0 && ms <= 86_400_000);
-    millis.map(Duration::from_millis).ok_or_else(|| invalid(variable, value, &expected))
+    let count: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| invalid(variable, value, &expected))?;
+    let millis = count
+        .checked_mul(millis_per_unit)
+        .filter(|&ms| ms > 0 && ms <= 86_400_000);
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| invalid(variable, value, &expected))
 }
 
-fn quorum(variable: &'static str, raw: &Option<String>, replication_factor: usize) -> Result<usize, ConfigError> {
+fn quorum(
+    variable: &'static str,
+    raw: &Option<String>,
+    replication_factor: usize,
+) -> Result<usize, ConfigError> {
     match raw.as_deref().map(str::trim) {
         None | Some("") | Some("majority") => Ok(0),
         Some(_) => number(variable, raw, 0, 1..=replication_factor).map_err(|error| ConfigError {
-            expected: format!("\"majority\" or an integer from 1 to REPLICATION_FACTOR ({replication_factor})"),
+            expected: format!(
+                "\"majority\" or an integer from 1 to REPLICATION_FACTOR ({replication_factor})"
+            ),
             ..error
         }),
     }
@@ -365,21 +543,33 @@ fn clock_offset(raw: Option<&str>) -> Result<i64, ConfigError> {
         .parse::<i64>()
         .ok()
         .filter(|ms| ms.abs() <= 86_400_000)
-        .ok_or_else(|| invalid("CLOCK_OFFSET", value, "an integer number of milliseconds within one day"))
+        .ok_or_else(|| {
+            invalid(
+                "CLOCK_OFFSET",
+                value,
+                "an integer number of milliseconds within one day",
+            )
+        })
 }
 
 fn metrics_addr(raw: Option<&str>, grpc_port: u16) -> Result<Option<SocketAddr>, ConfigError> {
     match raw.map(str::trim) {
         Some("") => Ok(None),
         Some(value) => value.parse().map(Some).map_err(|_| {
-            invalid("METRICS_ADDR", value, "an IP socket address such as 0.0.0.0:9080, or empty to disable")
+            invalid(
+                "METRICS_ADDR",
+                value,
+                "an IP socket address such as 0.0.0.0:9080, or empty to disable",
+            )
         }),
         None => match grpc_port.checked_add(1_000) {
             Some(port) => Ok(Some(SocketAddr::from(([0, 0, 0, 0], port)))),
             None => Err(invalid(
                 "METRICS_ADDR",
                 "",
-                &format!("set explicitly: the default (port of ADDR + 1000) does not exist for port {grpc_port}"),
+                &format!(
+                    "set explicitly: the default (port of ADDR + 1000) does not exist for port {grpc_port}"
+                ),
             )),
         },
     }
@@ -394,7 +584,11 @@ fn log_level(raw: Option<&str>) -> Result<slog::Level, ConfigError> {
         "warn" | "warning" => Ok(slog::Level::Warning),
         "error" => Ok(slog::Level::Error),
         "critical" => Ok(slog::Level::Critical),
-        _ => Err(invalid("LOG_LEVEL", value, "one of trace, debug, info, warning, error, critical")),
+        _ => Err(invalid(
+            "LOG_LEVEL",
+            value,
+            "one of trace, debug, info, warning, error, critical",
+        )),
     }
 }
 
@@ -424,19 +618,28 @@ fn address(variable: &'static str, value: &str) -> Result<String, ConfigError> {
     }
     let port = match port {
         None => DEFAULT_PORT,
-        Some(port) => port.parse::<u16>().ok().filter(|&port| port > 0).ok_or_else(|| invalid(variable, value, expected))?,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&port| port > 0)
+            .ok_or_else(|| invalid(variable, value, expected))?,
     };
     Ok(format!("{host}:{port}"))
 }
 
 pub fn port_of(addr: &str) -> u16 {
-    addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).unwrap_or(DEFAULT_PORT)
+    addr.rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(DEFAULT_PORT)
 }
 
 fn peers(value: &str, own: &str) -> Result<Vec<String>, ConfigError> {
     let mut peers = Vec::new();
     for part in value.split(',').map(str::trim).filter(|part| !part.is_empty()) {
-        let peer = address("PEERS", part).map_err(|error| ConfigError { value: value.to_string(), ..error })?;
+        let peer = address("PEERS", part).map_err(|error| ConfigError {
+            value: value.to_string(),
+            ..error
+        })?;
         if peer != own && !peers.contains(&peer) {
             peers.push(peer);
         }

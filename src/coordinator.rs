@@ -28,13 +28,13 @@ use crate::ring::{NodeId, Ring};
 use crate::store::{Held, Record};
 use crate::transport::{PeerError, ReadRequest, Transport, WriteRequest};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use smallvec::SmallVec;
 use std::fmt;
 use std::future::Future;
-use std::task::Poll;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// The longest a gather waits on its first targets before asking the rest.
@@ -87,7 +87,11 @@ impl fmt::Display for Failures {
         if self.0.is_empty() {
             return f.write_str("no failures");
         }
-        let parts: Vec<String> = self.0.iter().map(|(node, error)| format!("{node}: {error}")).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(node, error)| format!("{node}: {error}"))
+            .collect();
         f.write_str(&parts.join("; "))
     }
 }
@@ -99,15 +103,27 @@ pub enum CoordinatorError {
     #[error(
         "{needed} of {total} replicas needed, {answered} answered ({failures}); nothing was changed, retry when more replicas are up"
     )]
-    QuorumUnavailable { needed: usize, total: usize, answered: usize, failures: Failures },
+    QuorumUnavailable {
+        needed: usize,
+        total: usize,
+        answered: usize,
+        failures: Failures,
+    },
     /// The write reached some replicas but not W: a later read may or may not see it.
     #[error(
         "write outcome unknown: {needed} of {total} replicas needed, {confirmed} confirmed ({failures}); a later read may or may not return it, so write again or read to find out"
     )]
-    OutcomeUnknown { needed: usize, total: usize, confirmed: usize, failures: Failures },
+    OutcomeUnknown {
+        needed: usize,
+        total: usize,
+        confirmed: usize,
+        failures: Failures,
+    },
     /// Nothing was changed: a replica holds or forgot a version further ahead
     /// than this node may stamp (its wall clock + MAX_CLOCK_SKEW).
-    #[error("nothing was changed: a replica reported {beyond}, so this node cannot stamp a write above it yet; retry")]
+    #[error(
+        "nothing was changed: a replica reported {beyond}, so this node cannot stamp a write above it yet; retry"
+    )]
     ClockBehind { beyond: BeyondBound },
     #[error("the cluster has no members")]
     NoReplicas,
@@ -174,7 +190,15 @@ impl Coordinator {
         settings: CoordinatorSettings,
     ) -> Self {
         let ordered_sets = ask_order(&ring, replica.id());
-        Self { replica, ring, ordered_sets, transport, peers, settings, observer: Arc::new(Unobserved) }
+        Self {
+            replica,
+            ring,
+            ordered_sets,
+            transport,
+            peers,
+            settings,
+            observer: Arc::new(Unobserved),
+        }
     }
 
     /// Reports events to `observer` (metrics).
@@ -197,12 +221,23 @@ impl Coordinator {
 
     /// (R, W) for a replica set of `n` nodes.
     pub fn quorums(&self, n: usize) -> (usize, usize) {
-        let pick = |configured: usize| if configured == 0 { n / 2 + 1 } else { configured.min(n) };
+        let pick = |configured: usize| {
+            if configured == 0 {
+                n / 2 + 1
+            } else {
+                configured.min(n)
+            }
+        };
         (pick(self.settings.read_quorum), pick(self.settings.write_quorum))
     }
 
     /// Stores `value` under `key` until `expires_at_ms`; returns its version.
-    pub async fn set(&self, key: Bytes, value: Bytes, expires_at_ms: Millis) -> Result<Version, CoordinatorError> {
+    pub async fn set(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expires_at_ms: Millis,
+    ) -> Result<Version, CoordinatorError> {
         let outcome = self.write(key, Some(value), expires_at_ms).await;
         self.report(outcome)
     }
@@ -223,7 +258,9 @@ impl Coordinator {
 
     fn report<T>(&self, outcome: Result<T, CoordinatorError>) -> Result<T, CoordinatorError> {
         match &outcome {
-            Err(CoordinatorError::OutcomeUnknown { .. }) => self.observer.quorum_failed(QuorumFailure::OutcomeUnknown),
+            Err(CoordinatorError::OutcomeUnknown { .. }) => {
+                self.observer.quorum_failed(QuorumFailure::OutcomeUnknown)
+            }
             Err(_) => self.observer.quorum_failed(QuorumFailure::Unavailable),
             Ok(_) => {}
         }
@@ -236,7 +273,11 @@ impl Coordinator {
     /// its own, so the first round's answers do not carry over.
     async fn read(&self, key: Bytes) -> Result<Option<Found>, CoordinatorError> {
         let replicas = self.replicas_of(&key)?;
-        let mut values = if replicas.first() == Some(self.replica.id()) { Values::Local } else { Values::All };
+        let mut values = if replicas.first() == Some(self.replica.id()) {
+            Values::Local
+        } else {
+            Values::All
+        };
         loop {
             match self.read_round(&key, replicas, values).await? {
                 ReadRound::Answered(found) => return Ok(found),
@@ -245,11 +286,20 @@ impl Coordinator {
         }
     }
 
-    async fn read_round(&self, key: &Bytes, replicas: &[NodeId], values: Values) -> Result<ReadRound, CoordinatorError> {
+    async fn read_round(
+        &self,
+        key: &Bytes,
+        replicas: &[NodeId],
+        values: Values,
+    ) -> Result<ReadRound, CoordinatorError> {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let ignore_watermarks = self.settings.unsafe_switches.ignore_watermarks;
         let decide = |answers: &[(NodeId, Held)]| decide_read(answers, read_quorum, ignore_watermarks);
-        let mut gathered = self.gather(key, replicas, Op::Read(values), read_quorum, |answers| decide(answers).is_some()).await;
+        let mut gathered = self
+            .gather(key, replicas, Op::Read(values), read_quorum, |answers| {
+                decide(answers).is_some()
+            })
+            .await;
         let candidate = match decide(&gathered.answers) {
             Some(ReadVerdict::Candidate(version)) => version,
             Some(ReadVerdict::NoValue) => return Ok(ReadRound::Answered(None)),
@@ -262,44 +312,89 @@ impl Coordinator {
             LiveAnswer::OnPeers => return Ok(ReadRound::ValueOnPeers),
         };
         if !self.settings.unsafe_switches.skip_read_repair {
-            self.write_back(key, replicas, &gathered.answers, &found, write_quorum).await?;
+            self.write_back(key, replicas, &gathered.answers, &found, write_quorum)
+                .await?;
         }
         Ok(ReadRound::Answered(Some(found)))
     }
 
     /// The key's replicas in the order they are asked (`ask_order`).
     fn replicas_of(&self, key: &[u8]) -> Result<&[NodeId], CoordinatorError> {
-        self.ring.replica_set_of(key).map(|set| &*self.ordered_sets[set]).ok_or(CoordinatorError::NoReplicas)
+        self.ring
+            .replica_set_of(key)
+            .map(|set| &*self.ordered_sets[set])
+            .ok_or(CoordinatorError::NoReplicas)
     }
 
-    async fn write(&self, key: Bytes, value: Option<Bytes>, expires_at_ms: Millis) -> Result<Version, CoordinatorError> {
+    async fn write(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        expires_at_ms: Millis,
+    ) -> Result<Version, CoordinatorError> {
         let replicas = self.replicas_of(&key)?;
         let (_, write_quorum) = self.quorums(replicas.len());
-        let record = |version| Record { version, value: value.clone(), expires_at_ms };
+        let record = |version| Record {
+            version,
+            value: value.clone(),
+            expires_at_ms,
+        };
         if self.settings.unsafe_switches.skip_version_query {
             let version = self.stamp_above(Version::ZERO).await?;
-            let gathered = self.replicate(&key, replicas, record(version), write_quorum, count_holding).await;
-            return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false);
+            let gathered = self
+                .replicate(&key, replicas, record(version), write_quorum, count_holding)
+                .await;
+            return conclude_write(
+                gathered,
+                version,
+                write_quorum,
+                replicas.len(),
+                count_holding,
+                false,
+            );
         }
         if !self.one_round_allowed(replicas, write_quorum) {
             return self.two_phase_write(&key, replicas, record, Version::ZERO).await;
         }
         let floor = self.replica.read_local(&key, true).floor();
         let version = self.stamp_above(floor).await?;
-        let first = self.optimistic_write(&key, replicas, record(version), write_quorum).await;
+        let first = self
+            .optimistic_write(&key, replicas, record(version), write_quorum)
+            .await;
         if first.ordered {
             if count_holding(&first.gathered.answers, version) >= write_quorum {
                 return Ok(version);
             }
             // Ordered but held by fewer than W (this node forgot past it): the
             // same version again, to all N, never another one.
-            let gathered = self.replicate(&key, replicas, record(version), write_quorum, count_holding).await;
-            return conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, true);
+            let gathered = self
+                .replicate(&key, replicas, record(version), write_quorum, count_holding)
+                .await;
+            return conclude_write(
+                gathered,
+                version,
+                write_quorum,
+                replicas.len(),
+                count_holding,
+                true,
+            );
         }
         if may_have_applied(&first.gathered, version, count_stored) {
-            return conclude_write(first.gathered, version, write_quorum, replicas.len(), count_stored, false);
+            return conclude_write(
+                first.gathered,
+                version,
+                write_quorum,
+                replicas.len(),
+                count_stored,
+                false,
+            );
         }
-        if first.gathered.answers.iter().any(|(_, held)| held.held_version() != Some(version)) {
+        if first
+            .gathered
+            .answers
+            .iter()
+            .any(|(_, held)| held.held_version() != Some(version))
+        {
             self.observer.write_restamped();
         }
         // The version was stored nowhere, so a new one cannot make it count twice.
@@ -326,7 +421,9 @@ impl Coordinator {
         }
         // One millisecond more: the wall clock may tick just after the timer.
         tokio::time::sleep(Duration::from_millis(beyond.ahead_ms + 1)).await;
-        clock.stamp_above(floor).map_err(|beyond| CoordinatorError::ClockBehind { beyond })
+        clock
+            .stamp_above(floor)
+            .map_err(|beyond| CoordinatorError::ClockBehind { beyond })
     }
 
     /// Whether a write to `replicas` may try the one-round write: this node is
@@ -336,7 +433,8 @@ impl Coordinator {
     /// clocks run behind would have its acknowledged writes lost to the other
     /// pair's older ones.
     fn one_round_allowed(&self, replicas: &[NodeId], write_quorum: usize) -> bool {
-        let quorums_meet = 2 * write_quorum > replicas.len() || self.settings.unsafe_switches.force_one_round_write;
+        let quorums_meet =
+            2 * write_quorum > replicas.len() || self.settings.unsafe_switches.force_one_round_write;
         write_quorum == 2 && quorums_meet && replicas.contains(self.replica.id())
     }
 
@@ -352,11 +450,24 @@ impl Coordinator {
         let (read_quorum, write_quorum) = self.quorums(replicas.len());
         let floor = self.version_floor(key, replicas, read_quorum).await?;
         let version = self.stamp_above(floor.max(seen)).await?;
-        let gathered = self.replicate(key, replicas, record(version), write_quorum, count_holding).await;
-        if gathered.answers.iter().any(|(_, held)| held.held_version().is_some_and(|held| held > version)) {
+        let gathered = self
+            .replicate(key, replicas, record(version), write_quorum, count_holding)
+            .await;
+        if gathered
+            .answers
+            .iter()
+            .any(|(_, held)| held.held_version().is_some_and(|held| held > version))
+        {
             self.observer.write_met_newer();
         }
-        conclude_write(gathered, version, write_quorum, replicas.len(), count_holding, false)
+        conclude_write(
+            gathered,
+            version,
+            write_quorum,
+            replicas.len(),
+            count_holding,
+            false,
+        )
     }
 
     /// The optimistic round, for a coordinator that is one of the key's replicas
@@ -370,14 +481,24 @@ impl Coordinator {
     /// W = 2 a single peer's store is enough, so a version stored anywhere is
     /// always ordered: it is never abandoned for another one, which would let a
     /// reader see the write before and again after a concurrent one.
-    async fn optimistic_write(&self, key: &Bytes, replicas: &[NodeId], record: Record, write_quorum: usize) -> Optimistic {
+    async fn optimistic_write(
+        &self,
+        key: &Bytes,
+        replicas: &[NodeId],
+        record: Record,
+        write_quorum: usize,
+    ) -> Optimistic {
         let me = self.replica.id();
         let others: Vec<NodeId> = replicas.iter().filter(|node| *node != me).cloned().collect();
         let version = record.version;
-        let mut gathered = self.replicate(key, &others, record.clone(), write_quorum - 1, count_stored).await;
+        let mut gathered = self
+            .replicate(key, &others, record.clone(), write_quorum - 1, count_stored)
+            .await;
         let ordered = count_stored(&gathered.answers, version) >= write_quorum - 1;
         if ordered {
-            gathered.answers.push((me.clone(), self.replica.write_local(key.clone(), record)));
+            gathered
+                .answers
+                .push((me.clone(), self.replica.write_local(key.clone(), record)));
         }
         Optimistic { gathered, ordered }
     }
@@ -392,13 +513,25 @@ impl Coordinator {
         counted: fn(&[(NodeId, Held)], Version) -> usize,
     ) -> Gathered {
         let version = record.version;
-        self.gather(key, replicas, Op::Write(record), replicas.len(), |answers| counted(answers, version) >= write_quorum).await
+        self.gather(key, replicas, Op::Write(record), replicas.len(), |answers| {
+            counted(answers, version) >= write_quorum
+        })
+        .await
     }
 
     /// Phase 1 of a write: the highest version (or watermark) among R replicas.
     /// This is what orders a write after every write that completed before it.
-    async fn version_floor(&self, key: &Bytes, replicas: &[NodeId], read_quorum: usize) -> Result<Version, CoordinatorError> {
-        let gathered = self.gather(key, replicas, Op::Read(Values::None), read_quorum, |answers| answers.len() >= read_quorum).await;
+    async fn version_floor(
+        &self,
+        key: &Bytes,
+        replicas: &[NodeId],
+        read_quorum: usize,
+    ) -> Result<Version, CoordinatorError> {
+        let gathered = self
+            .gather(key, replicas, Op::Read(Values::None), read_quorum, |answers| {
+                answers.len() >= read_quorum
+            })
+            .await;
         if gathered.answers.len() < read_quorum {
             return Err(unavailable(read_quorum, replicas.len(), gathered));
         }
@@ -413,17 +546,32 @@ impl Coordinator {
         let now = self.replica.clock().wall_ms();
         let mut on_peers = false;
         for (node, held) in answers {
-            let Held::Live { version, value, expires_at_ms } = held else { continue };
+            let Held::Live {
+                version,
+                value,
+                expires_at_ms,
+            } = held
+            else {
+                continue;
+            };
             if *version != candidate || now >= *expires_at_ms {
                 continue;
             }
             if values == Values::All || node == self.replica.id() {
                 let value = std::mem::take(value);
-                return LiveAnswer::Found(Found { value, version: *version, expires_at_ms: *expires_at_ms });
+                return LiveAnswer::Found(Found {
+                    value,
+                    version: *version,
+                    expires_at_ms: *expires_at_ms,
+                });
             }
             on_peers = true;
         }
-        if on_peers { LiveAnswer::OnPeers } else { LiveAnswer::None }
+        if on_peers {
+            LiveAnswer::OnPeers
+        } else {
+            LiveAnswer::None
+        }
     }
 
     /// Read repair, before answering: until W replicas hold the value read (or
@@ -436,23 +584,38 @@ impl Coordinator {
         found: &Found,
         write_quorum: usize,
     ) -> Result<(), CoordinatorError> {
-        let holds = |held: &Held| held.held_version().is_some_and(|version| version >= found.version);
+        let holds = |held: &Held| {
+            held.held_version()
+                .is_some_and(|version| version >= found.version)
+        };
         let holders = answers.iter().filter(|(_, held)| holds(held)).count();
         if holders >= write_quorum {
             return Ok(());
         }
         let lagging: Vec<NodeId> = replicas
             .iter()
-            .filter(|node| !answers.iter().any(|(answered, held)| answered == *node && holds(held)))
+            .filter(|node| {
+                !answers
+                    .iter()
+                    .any(|(answered, held)| answered == *node && holds(held))
+            })
             .cloned()
             .collect();
-        let record = Record { version: found.version, value: Some(found.value.clone()), expires_at_ms: found.expires_at_ms };
+        let record = Record {
+            version: found.version,
+            value: Some(found.value.clone()),
+            expires_at_ms: found.expires_at_ms,
+        };
         let needed = write_quorum - holders;
         // Here a watermark at or above the version counts: a later read that meets
         // that replica cannot vouch for anything older, which is all a read needs.
         // (An acknowledged write needs holders: see `count_holding`.)
         let confirmed = |answers: &[(NodeId, Held)]| count_at_or_above(answers, found.version);
-        let gathered = self.gather(key, &lagging, Op::Write(record), lagging.len(), |answers| confirmed(answers) >= needed).await;
+        let gathered = self
+            .gather(key, &lagging, Op::Write(record), lagging.len(), |answers| {
+                confirmed(answers) >= needed
+            })
+            .await;
         let repaired = confirmed(&gathered.answers);
         if repaired > 0 {
             self.observer.read_repaired();
@@ -501,7 +664,10 @@ impl Coordinator {
         let timer = tokio::time::sleep_until(started + self.hedge_delay());
         tokio::pin!(timer);
         let mut hedged = false;
-        let mut gathered = Gathered { answers: Vec::with_capacity(targets.len()), failures: Vec::new() };
+        let mut gathered = Gathered {
+            answers: Vec::with_capacity(targets.len()),
+            failures: Vec::new(),
+        };
         loop {
             if asked.is_empty() {
                 waiting.by_ref().for_each(|node| ask(&mut asked, node));
@@ -588,10 +754,22 @@ impl Coordinator {
         let envelope = self.replica.envelope_to(&node);
         let recorder = self.recorder(&op);
         let request = match op {
-            Op::Read(values) => {
-                self.transport.read(&node, ReadRequest { envelope, key: key.clone(), digest: values != Values::All })
-            }
-            Op::Write(record) => self.transport.write(&node, WriteRequest { envelope, key: key.clone(), record }),
+            Op::Read(values) => self.transport.read(
+                &node,
+                ReadRequest {
+                    envelope,
+                    key: key.clone(),
+                    digest: values != Values::All,
+                },
+            ),
+            Op::Write(record) => self.transport.write(
+                &node,
+                WriteRequest {
+                    envelope,
+                    key: key.clone(),
+                    record,
+                },
+            ),
         };
         let started = tokio::time::Instant::now();
         let reply = {
@@ -599,7 +777,10 @@ impl Coordinator {
             async move {
                 let outcome = request.await.and_then(|reply| {
                     let clock = &recorder.clock;
-                    clock.receive(reply.clock).map(|()| reply.held).map_err(|clock| PeerError::ReplyClockAhead { clock })
+                    clock
+                        .receive(reply.clock)
+                        .map(|()| reply.held)
+                        .map_err(|clock| PeerError::ReplyClockAhead { clock })
                 });
                 recorder.record(&node, started, outcome.as_ref().err());
                 (node, outcome)
@@ -622,7 +803,9 @@ fn ask_order(ring: &Ring, me: &NodeId) -> Vec<Box<[NodeId]>> {
     let members = ring.nodes();
     let me = members.binary_search(me).ok();
     let after_me = |node: &NodeId| match me {
-        Some(me) => members.binary_search(node).map_or(usize::MAX, |at| (at + members.len() - me) % members.len()),
+        Some(me) => members
+            .binary_search(node)
+            .map_or(usize::MAX, |at| (at + members.len() - me) % members.len()),
         None => 0,
     };
     (0..ring.replica_set_count())
@@ -661,7 +844,8 @@ struct Recorder {
 
 impl Recorder {
     fn record(&self, node: &NodeId, started: tokio::time::Instant, error: Option<&PeerError>) {
-        self.peers.record(node, error.map_or(Ok(()), Err), self.clock.wall_ms());
+        self.peers
+            .record(node, error.map_or(Ok(()), Err), self.clock.wall_ms());
         self.observer.peer_call(node, self.kind, started.elapsed(), error);
     }
 }
@@ -747,7 +931,11 @@ enum ReadVerdict {
 }
 
 /// Decides a read from the answers so far, or `None` when more are needed.
-fn decide_read(answers: &[(NodeId, Held)], read_quorum: usize, ignore_watermarks: bool) -> Option<ReadVerdict> {
+fn decide_read(
+    answers: &[(NodeId, Held)],
+    read_quorum: usize,
+    ignore_watermarks: bool,
+) -> Option<ReadVerdict> {
     let Some(candidate) = answers.iter().filter_map(|(_, held)| held.held_version()).max() else {
         return (answers.len() >= read_quorum).then_some(ReadVerdict::NoValue);
     };
@@ -769,7 +957,10 @@ fn count_at_or_above(answers: &[(NodeId, Held)], version: Version) -> usize {
 /// safe, but the write would then live on fewer than W replicas and vanish with
 /// the next one lost (docs/design-notes.md, "Write").
 fn count_holding(answers: &[(NodeId, Held)], version: Version) -> usize {
-    answers.iter().filter(|(_, held)| held.held_version().is_some_and(|held| held >= version)).count()
+    answers
+        .iter()
+        .filter(|(_, held)| held.held_version().is_some_and(|held| held >= version))
+        .count()
 }
 
 /// Replicas that hold `version` itself, so stored it while everything they held
@@ -777,7 +968,10 @@ fn count_holding(answers: &[(NodeId, Held)], version: Version) -> usize {
 /// Replicas holding a newer version do not count here: it may come from a write
 /// that completed before this one began.
 fn count_stored(answers: &[(NodeId, Held)], version: Version) -> usize {
-    answers.iter().filter(|(_, held)| held.held_version() == Some(version)).count()
+    answers
+        .iter()
+        .filter(|(_, held)| held.held_version() == Some(version))
+        .count()
 }
 
 /// The answer to the client once a write's last round is in. `partial`: an
@@ -795,7 +989,12 @@ fn conclude_write(
         return Ok(version);
     }
     if partial || may_have_applied(&gathered, version, counted) {
-        Err(CoordinatorError::OutcomeUnknown { needed: write_quorum, total, confirmed, failures: Failures(gathered.failures) })
+        Err(CoordinatorError::OutcomeUnknown {
+            needed: write_quorum,
+            total,
+            confirmed,
+            failures: Failures(gathered.failures),
+        })
     } else {
         Err(unavailable(write_quorum, total, gathered))
     }
@@ -803,12 +1002,24 @@ fn conclude_write(
 
 /// The highest version any answer held or forgot.
 fn highest_floor(answers: &[(NodeId, Held)]) -> Version {
-    answers.iter().map(|(_, held)| held.floor()).max().unwrap_or(Version::ZERO)
+    answers
+        .iter()
+        .map(|(_, held)| held.floor())
+        .max()
+        .unwrap_or(Version::ZERO)
 }
 
 /// Whether a round of writes may have left `version` somewhere.
-fn may_have_applied(gathered: &Gathered, version: Version, counted: fn(&[(NodeId, Held)], Version) -> usize) -> bool {
-    counted(&gathered.answers, version) > 0 || gathered.failures.iter().any(|(_, error)| error.may_have_applied())
+fn may_have_applied(
+    gathered: &Gathered,
+    version: Version,
+    counted: fn(&[(NodeId, Held)], Version) -> usize,
+) -> bool {
+    counted(&gathered.answers, version) > 0
+        || gathered
+            .failures
+            .iter()
+            .any(|(_, error)| error.may_have_applied())
 }
 
 fn unavailable(needed: usize, total: usize, gathered: Gathered) -> CoordinatorError {

@@ -35,14 +35,20 @@ impl InputLimits {
             return Err(InputError::EmptyKey);
         }
         if key.len() > self.max_key_size {
-            return Err(InputError::KeyTooLong { size: key.len(), limit: self.max_key_size });
+            return Err(InputError::KeyTooLong {
+                size: key.len(),
+                limit: self.max_key_size,
+            });
         }
         Ok(())
     }
 
     pub fn check_value(&self, value: &[u8]) -> Result<(), InputError> {
         if value.len() > self.max_value_size {
-            return Err(InputError::ValueTooLarge { size: value.len(), limit: self.max_value_size });
+            return Err(InputError::ValueTooLarge {
+                size: value.len(),
+                limit: self.max_value_size,
+            });
         }
         Ok(())
     }
@@ -51,9 +57,10 @@ impl InputLimits {
     pub fn ttl(&self, requested_seconds: Option<u32>) -> Result<Duration, InputError> {
         match requested_seconds {
             None | Some(0) => Ok(self.default_ttl),
-            Some(seconds) if u64::from(seconds) > self.max_ttl.as_secs() => {
-                Err(InputError::TtlTooLong { ttl_seconds: seconds.into(), limit: self.max_ttl.as_secs() })
-            }
+            Some(seconds) if u64::from(seconds) > self.max_ttl.as_secs() => Err(InputError::TtlTooLong {
+                ttl_seconds: seconds.into(),
+                limit: self.max_ttl.as_secs(),
+            }),
             Some(seconds) => Ok(Duration::from_secs(seconds.into())),
         }
     }
@@ -83,7 +90,13 @@ mod tests {
     fn values_may_be_empty_but_not_oversized() {
         assert_eq!(LIMITS.check_value(b""), Ok(()));
         assert_eq!(LIMITS.check_value(&[0; 8]), Ok(()));
-        assert!(LIMITS.check_value(&[0; 9]).unwrap_err().to_string().contains("MAX_VALUE_SIZE (8 bytes)"));
+        assert!(
+            LIMITS
+                .check_value(&[0; 9])
+                .unwrap_err()
+                .to_string()
+                .contains("MAX_VALUE_SIZE (8 bytes)")
+        );
     }
 
     #[test]
@@ -91,6 +104,12 @@ mod tests {
         assert_eq!(LIMITS.ttl(None), Ok(Duration::from_secs(60)));
         assert_eq!(LIMITS.ttl(Some(0)), Ok(Duration::from_secs(60)));
         assert_eq!(LIMITS.ttl(Some(100)), Ok(Duration::from_secs(100)));
-        assert!(LIMITS.ttl(Some(101)).unwrap_err().to_string().contains("MAX_TTL (100 seconds)"));
+        assert!(
+            LIMITS
+                .ttl(Some(101))
+                .unwrap_err()
+                .to_string()
+                .contains("MAX_TTL (100 seconds)")
+        );
     }
 }

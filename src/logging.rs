@@ -35,8 +35,16 @@ impl<D: Drain> Drain for LevelByOrigin<D> {
 
     fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<Self::Ok, Self::Err> {
         let bridged = BRIDGED.iter().any(|prefix| record.tag().starts_with(prefix));
-        let threshold = if bridged && self.level != Level::Trace { Level::Warning } else { self.level };
-        if record.level().is_at_least(threshold) { self.drain.log(record, values).map(Some) } else { Ok(None) }
+        let threshold = if bridged && self.level != Level::Trace {
+            Level::Warning
+        } else {
+            self.level
+        };
+        if record.level().is_at_least(threshold) {
+            self.drain.log(record, values).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -45,7 +53,10 @@ impl<D: Drain> Drain for LevelByOrigin<D> {
 pub fn init(format: &LogFormat, level: Level) -> (Logger, LogGuard) {
     let (drain, async_guard) = match format {
         LogFormat::Json => {
-            let json = slog_json::Json::new(std::io::stdout()).add_default_keys().build().fuse();
+            let json = slog_json::Json::new(std::io::stdout())
+                .add_default_keys()
+                .build()
+                .fuse();
             asynchronous(json)
         }
         LogFormat::Text => {
@@ -66,7 +77,13 @@ pub fn init(format: &LogFormat, level: Level) -> (Logger, LogGuard) {
     let tracing_level = tracing_bridge::level_filter(bridge_level(level));
     let events_to_log = tracing_bridge::EventsToLog::new(tracing_level, tracing_bridge::to_log_crate);
     let _ = tracing::subscriber::set_global_default(events_to_log);
-    (logger, LogGuard { _async: async_guard, _scope: scope_guard })
+    (
+        logger,
+        LogGuard {
+            _async: async_guard,
+            _scope: scope_guard,
+        },
+    )
 }
 
 /// The most verbose `log` record LevelByOrigin can let through at `level`.

@@ -54,7 +54,10 @@ fn load_config() -> Result<Config, String> {
 
 /// The subcommands' runtime: one thread is plenty for one call.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the tokio runtime starts")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
 }
 
 /// One worker: a current-thread runtime, which wakes no other thread and lets the
@@ -124,7 +127,11 @@ fn target(command: &str, args: &[String]) -> Result<String, ExitCode> {
 }
 
 /// Runs a subcommand's call against a node: its output on success, exit 1 on failure.
-fn run_against(command: &str, args: &[String], call: impl AsyncFnOnce(&str) -> Result<String, String>) -> ExitCode {
+fn run_against(
+    command: &str,
+    args: &[String],
+    call: impl AsyncFnOnce(&str) -> Result<String, String>,
+) -> ExitCode {
     let addr = match target(command, args) {
         Ok(addr) => addr,
         Err(code) => return code,
@@ -143,7 +150,9 @@ fn run_against(command: &str, args: &[String], call: impl AsyncFnOnce(&str) -> R
 
 /// `quorum-cache health [--addr HOST:PORT]`: exit 0 when the node is SERVING.
 fn health(args: &[String]) -> ExitCode {
-    run_against("health", args, async |addr| check_health(addr).await.map(|()| "SERVING\n".to_string()))
+    run_against("health", args, async |addr| {
+        check_health(addr).await.map(|()| "SERVING\n".to_string())
+    })
 }
 
 /// `quorum-cache status [--addr HOST:PORT]`: the cluster as that node sees it.
@@ -168,14 +177,19 @@ async fn cluster_status(addr: &str) -> Result<String, String> {
         .await
         .map_err(|status| format!("status failed: {}", status.message()))?
         .into_inner();
-    Ok(quorum_cache::server::admin::render(&status, std::time::SystemTime::now()))
+    Ok(quorum_cache::server::admin::render(
+        &status,
+        std::time::SystemTime::now(),
+    ))
 }
 
 async fn check_health(addr: &str) -> Result<(), String> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let response = HealthClient::new(channel(addr).await?)
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .map_err(|status| format!("health check failed: {}", status.message()))?;
     match response.into_inner().status() {

@@ -122,11 +122,26 @@ impl Metrics {
     pub fn new(peers: &[NodeId], gauges: impl Fn() -> NodeGauges + Send + Sync + 'static) -> Arc<Self> {
         let mut registry = Registry::with_prefix("qc");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Client calls, by method and gRPC status code", requests.clone());
-        let latency = Family::<MethodLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register_with_unit("request_duration", "Client call latency", Unit::Seconds, latency.clone());
+        registry.register(
+            "requests",
+            "Client calls, by method and gRPC status code",
+            requests.clone(),
+        );
+        let latency =
+            Family::<MethodLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Client call latency",
+            Unit::Seconds,
+            latency.clone(),
+        );
         let method_series = Method::ALL.map(|method| MethodSeries {
-            ok: requests.get_or_create(&RequestLabels { method, code: code_name(tonic::Code::Ok) }).clone(),
+            ok: requests
+                .get_or_create(&RequestLabels {
+                    method,
+                    code: code_name(tonic::Code::Ok),
+                })
+                .clone(),
             latency: latency.get_or_create(&MethodLabels { method }).clone(),
         });
         let hits = Counter::default();
@@ -140,7 +155,11 @@ impl Metrics {
             quorum_failures.clone(),
         );
         let read_repairs = Counter::default();
-        registry.register("read_repairs", "Reads that wrote the newest value back to lagging replicas", read_repairs.clone());
+        registry.register(
+            "read_repairs",
+            "Reads that wrote the newest value back to lagging replicas",
+            read_repairs.clone(),
+        );
         let writes_met_newer = Counter::default();
         registry.register(
             "writes_met_newer",
@@ -154,20 +173,45 @@ impl Metrics {
             writes_restamped.clone(),
         );
         let rate_limited = Counter::default();
-        registry.register("rate_limited", "Client calls refused by the rate limit", rate_limited.clone());
+        registry.register(
+            "rate_limited",
+            "Client calls refused by the rate limit",
+            rate_limited.clone(),
+        );
         let peer_latency =
             Family::<PeerCallLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register_with_unit("peer_rpc_duration", "Node-to-node call latency, by peer and operation", Unit::Seconds, peer_latency.clone());
+        registry.register_with_unit(
+            "peer_rpc_duration",
+            "Node-to-node call latency, by peer and operation",
+            Unit::Seconds,
+            peer_latency.clone(),
+        );
         let peer_latency_of = peers
             .iter()
             .map(|peer| {
-                let series = |op| peer_latency.get_or_create(&PeerCallLabels { peer: peer.to_string(), op }).clone();
-                (peer.clone(), [series(op_name(PeerOp::Read)), series(op_name(PeerOp::Write))])
+                let series = |op| {
+                    peer_latency
+                        .get_or_create(&PeerCallLabels {
+                            peer: peer.to_string(),
+                            op,
+                        })
+                        .clone()
+                };
+                (
+                    peer.clone(),
+                    [series(op_name(PeerOp::Read)), series(op_name(PeerOp::Write))],
+                )
             })
             .collect();
         let peer_errors = Family::<PeerErrorLabels, Counter>::default();
-        registry.register("peer_rpc_errors", "Failed node-to-node calls, by peer and kind", peer_errors.clone());
-        registry.register_collector(Box::new(NodeCollector { gauges: Box::new(gauges) }));
+        registry.register(
+            "peer_rpc_errors",
+            "Failed node-to-node calls, by peer and kind",
+            peer_errors.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector {
+            gauges: Box::new(gauges),
+        }));
         Arc::new(Self {
             registry,
             requests,
@@ -197,7 +241,13 @@ impl Metrics {
         let series = &self.method_series[method.index()];
         match code {
             tonic::Code::Ok => series.ok.inc(),
-            _ => self.requests.get_or_create(&RequestLabels { method, code: code_name(code) }).inc(),
+            _ => self
+                .requests
+                .get_or_create(&RequestLabels {
+                    method,
+                    code: code_name(code),
+                })
+                .inc(),
         };
         series.latency.observe(elapsed.as_secs_f64());
     }
@@ -242,10 +292,21 @@ impl Observer for Metrics {
                 PeerOp::Read => read.observe(seconds),
                 PeerOp::Write => write.observe(seconds),
             },
-            None => self.peer_latency.get_or_create(&PeerCallLabels { peer: peer.to_string(), op: op_name(op) }).observe(seconds),
+            None => self
+                .peer_latency
+                .get_or_create(&PeerCallLabels {
+                    peer: peer.to_string(),
+                    op: op_name(op),
+                })
+                .observe(seconds),
         }
         if let Some(error) = error {
-            self.peer_errors.get_or_create(&PeerErrorLabels { peer: peer.to_string(), kind: error_kind(error) }).inc();
+            self.peer_errors
+                .get_or_create(&PeerErrorLabels {
+                    peer: peer.to_string(),
+                    kind: error_kind(error),
+                })
+                .inc();
         }
     }
 }
@@ -309,26 +370,53 @@ impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let gauges = (self.gauges)();
         let constant_gauges = [
-            ("entries", "Entries stored on this node, tombstones included", gauges.entries),
-            ("stored_bytes", "Bytes of keys, values and per-entry overhead stored on this node", gauges.bytes),
-            ("in_flight_requests", "Client calls being served", gauges.in_flight),
+            (
+                "entries",
+                "Entries stored on this node, tombstones included",
+                gauges.entries,
+            ),
+            (
+                "stored_bytes",
+                "Bytes of keys, values and per-entry overhead stored on this node",
+                gauges.bytes,
+            ),
+            (
+                "in_flight_requests",
+                "Client calls being served",
+                gauges.in_flight,
+            ),
         ];
         for (name, help, value) in constant_gauges {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         let counters = [
-            ("evictions", "Entries evicted to stay within CAPACITY or CAPACITY_BYTES", gauges.evicted),
-            ("expirations", "Expired entries and old tombstones swept", gauges.expired),
+            (
+                "evictions",
+                "Entries evicted to stay within CAPACITY or CAPACITY_BYTES",
+                gauges.evicted,
+            ),
+            (
+                "expirations",
+                "Expired entries and old tombstones swept",
+                gauges.expired,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }
         let up = ConstGauge::new(0i64);
-        let mut family = encoder.encode_descriptor("peer_up", "1 when the peer answers handshakes, 0 otherwise", None, up.metric_type())?;
+        let mut family = encoder.encode_descriptor(
+            "peer_up",
+            "1 when the peer answers handshakes, 0 otherwise",
+            None,
+            up.metric_type(),
+        )?;
         for (peer, is_up) in gauges.peers {
-            let labels = PeerLabels { peer: peer.to_string() };
+            let labels = PeerLabels {
+                peer: peer.to_string(),
+            };
             ConstGauge::new(i64::from(is_up)).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
@@ -354,7 +442,10 @@ pub async fn serve_http(
             get(move || {
                 let metrics = metrics.clone();
                 async move {
-                    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], metrics.encode())
+                    (
+                        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+                        metrics.encode(),
+                    )
                 }
             }),
         )
@@ -371,5 +462,7 @@ pub async fn serve_http(
                 }
             }),
         );
-    axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
 }

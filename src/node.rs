@@ -18,13 +18,10 @@ use crate::coordinator::{Coordinator, CoordinatorSettings, UnsafeSwitches};
 use crate::limits::InputLimits;
 use crate::metrics::{Metrics, NodeGauges, serve_http};
 use crate::peers::PeerState;
-use crate::server::admin::{AdminApi, ReadinessCheck};
-use std::sync::atomic::Ordering;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 use crate::peers::{Peers, spawn_handshakes};
 use crate::replica::{ClusterParams, Replica};
 use crate::ring::{HASH_NAME, NodeId, Ring, node_number};
+use crate::server::admin::{AdminApi, ReadinessCheck};
 use crate::server::client::ClientApi;
 use crate::server::drain::Drain;
 use crate::server::peer::PeerApi;
@@ -37,8 +34,11 @@ use slog::{Logger, debug, error, info, warn};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 /// How often expired entries and old tombstones are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -50,7 +50,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("cannot listen on {addr}: {source}; is another process using the port? Set ADDR or LISTEN_ADDR")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{reason}")]
     Peers { reason: String },
     #[error("the gRPC server failed: {reason}")]
@@ -78,20 +81,39 @@ fn build_core(config: &Config, log: &Logger) -> Result<Core, NodeError> {
         max_bytes: config.capacity_bytes,
     };
     let store = Arc::new(Store::new(limits, wall.clone(), restart_watermark(wall.now_ms())));
-    let node_ids = |names: &[String]| names.iter().map(|name| NodeId::from(name.as_str())).collect::<Vec<_>>();
+    let node_ids = |names: &[String]| {
+        names
+            .iter()
+            .map(|name| NodeId::from(name.as_str()))
+            .collect::<Vec<_>>()
+    };
     let peer_ids = node_ids(&config.peers);
-    let ring = Ring::new(&node_ids(&config.members()), config.vnodes, config.replication_factor);
+    let ring = Ring::new(
+        &node_ids(&config.members()),
+        config.vnodes,
+        config.replication_factor,
+    );
     let params = ClusterParams {
         replication_factor: config.replication_factor as u32,
         vnodes: config.vnodes as u32,
         hash: HASH_NAME.into(),
         members_hash: ring.members_hash(),
     };
-    let replica = Arc::new(Replica::new(config.addr.as_str().into(), params, store.clone(), clock));
+    let replica = Arc::new(Replica::new(
+        config.addr.as_str().into(),
+        params,
+        store.clone(),
+        clock,
+    ));
     let peers = Arc::new(Peers::new(peer_ids.clone(), log.clone()));
     let transport: Arc<dyn Transport> = Arc::new(
-        GrpcTransport::new(&peer_ids, peer_source(config), config.rpc_timeout, config.max_recv_msg_size + PEER_MESSAGE_MARGIN)
-            .map_err(|reason| NodeError::Peers { reason })?,
+        GrpcTransport::new(
+            &peer_ids,
+            peer_source(config),
+            config.rpc_timeout,
+            config.max_recv_msg_size + PEER_MESSAGE_MARGIN,
+        )
+        .map_err(|reason| NodeError::Peers { reason })?,
     );
     let settings = CoordinatorSettings {
         read_quorum: config.read_quorum,
@@ -108,12 +130,24 @@ fn build_core(config: &Config, log: &Logger) -> Result<Core, NodeError> {
             evicted: store.dropped().evicted.load(Ordering::Relaxed),
             expired: store.dropped().expired.load(Ordering::Relaxed),
             in_flight: drain.in_flight() as u64,
-            peers: peers.snapshot().into_iter().map(|(peer, status)| (peer, status.state == PeerState::Up)).collect(),
+            peers: peers
+                .snapshot()
+                .into_iter()
+                .map(|(peer, status)| (peer, status.state == PeerState::Up))
+                .collect(),
         }
     });
     let coordinator = Coordinator::new(replica.clone(), ring, transport.clone(), peers.clone(), settings)
         .with_observer(metrics.clone());
-    Ok(Core { store, replica, peers, transport, coordinator: Arc::new(coordinator), drain, metrics })
+    Ok(Core {
+        store,
+        replica,
+        peers,
+        transport,
+        coordinator: Arc::new(coordinator),
+        drain,
+        metrics,
+    })
 }
 
 /// Ready: not draining, and enough members up (this node and handshaken peers)
@@ -129,14 +163,21 @@ fn readiness(config: &Config, core: &Core) -> ReadinessCheck {
         }
         let up = 1 + peers.up_count();
         if up < needed {
-            return Err(format!("{up} of {members} members up, {needed} needed for quorums"));
+            return Err(format!(
+                "{up} of {members} members up, {needed} needed for quorums"
+            ));
         }
         Ok(())
     })
 }
 
 /// Keeps gRPC health in step with readiness, until `stop`.
-fn spawn_health_updates(reporter: HealthReporter, ready: ReadinessCheck, log: Logger, stop: CancellationToken) {
+fn spawn_health_updates(
+    reporter: HealthReporter,
+    ready: ReadinessCheck,
+    log: Logger,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(READINESS_INTERVAL);
         let mut was_ready = None;
@@ -160,7 +201,11 @@ fn spawn_health_updates(reporter: HealthReporter, ready: ReadinessCheck, log: Lo
 }
 
 async fn set_health(reporter: &HealthReporter, serving: bool) {
-    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
     reporter.set_service_status("", status).await;
     reporter.set_service_status("pb.CacheService", status).await;
 }
@@ -190,7 +235,9 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
     let core = build_core(&config, &log)?;
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Listen { addr, source })?,
         ),
         None => None,
     };
@@ -198,8 +245,14 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
     let close_listener_late = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
-        .map_err(|source| NodeError::Listen { addr: config.listen_addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: config.listen_addr, source })?;
+        .map_err(|source| NodeError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| NodeError::Listen {
+        addr: config.listen_addr,
+        source,
+    })?;
     log_start(&config, &log, local_addr, &core);
     if let Some(addr) = config.metrics_addr {
         info!(log, "metrics endpoint"; "addr" => %addr, "paths" => "/metrics /healthz /readyz");
@@ -220,10 +273,20 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
     };
     let close_listener = CancellationToken::new();
     let services = Services {
-        client: ClientApi::new(core.coordinator.clone(), input_limits, drain.clone(), core.metrics.clone()),
+        client: ClientApi::new(
+            core.coordinator.clone(),
+            input_limits,
+            drain.clone(),
+            core.metrics.clone(),
+        ),
         admin: AdminApi::new(core.coordinator.clone(), ready.clone()),
         metrics: core.metrics.clone(),
-        peer: PeerApi::new(core.replica.clone(), input_limits, log.clone(), close_listener.clone()),
+        peer: PeerApi::new(
+            core.replica.clone(),
+            input_limits,
+            log.clone(),
+            close_listener.clone(),
+        ),
         rate_limit: Arc::new(RateLimit::new(config.rate_limit, config.rate_limit_burst)),
         health,
         max_recv_msg_size: config.max_recv_msg_size,
@@ -231,12 +294,28 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
     };
 
     let background = CancellationToken::new();
-    spawn_handshakes(core.peers.clone(), core.replica.clone(), core.transport.clone(), config.rpc_timeout, background.clone());
+    spawn_handshakes(
+        core.peers.clone(),
+        core.replica.clone(),
+        core.transport.clone(),
+        config.rpc_timeout,
+        background.clone(),
+    );
     spawn_sweeper(core.store.clone(), log.clone(), background.clone());
     spawn_timer_anchor(core.coordinator.timer_anchor_period(), background.clone());
-    spawn_health_updates(health_reporter.clone(), ready.clone(), log.clone(), background.clone());
+    spawn_health_updates(
+        health_reporter.clone(),
+        ready.clone(),
+        log.clone(),
+        background.clone(),
+    );
     if let Some(listener) = metrics_listener {
-        let (metrics, ready, stop, log) = (core.metrics.clone(), ready.clone(), close_listener_late.clone(), log.clone());
+        let (metrics, ready, stop, log) = (
+            core.metrics.clone(),
+            ready.clone(),
+            close_listener_late.clone(),
+            log.clone(),
+        );
         tokio::spawn(async move {
             if let Err(error) = serve_http(listener, metrics, ready, stop).await {
                 error!(log, "metrics endpoint failed"; "error" => %error);
@@ -247,9 +326,14 @@ pub async fn run(config: Config, log: Logger, stop: impl Future<Output = ()>) ->
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .layer(tower::util::MapResponseLayer::new(crate::server::status::size_limit_as_resource_exhausted))
+            .layer(tower::util::MapResponseLayer::new(
+                crate::server::status::size_limit_as_resource_exhausted,
+            ))
             .add_routes(routes(services))
-            .serve_with_incoming_shutdown(accepted_without_delay(listener), close_listener.clone().cancelled_owned()),
+            .serve_with_incoming_shutdown(
+                accepted_without_delay(listener),
+                close_listener.clone().cancelled_owned(),
+            ),
     );
 
     tokio::select! {

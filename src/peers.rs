@@ -30,9 +30,13 @@ pub enum PeerState {
     Unknown,
     Up,
     /// Calls fail fast until a handshake succeeds.
-    Down { reason: String },
+    Down {
+        reason: String,
+    },
     /// The peer's configuration differs; this node refuses to coordinate with it.
-    Mismatch { reason: String },
+    Mismatch {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -60,23 +64,36 @@ impl Peers {
         let peers = peers
             .into_iter()
             .map(|id| {
-                let status =
-                    PeerStatus { state: PeerState::Unknown, last_contact_ms: 0, entries: None, software_version: None };
-                (id, Peer { status, wake: Arc::new(Notify::new()) })
+                let status = PeerStatus {
+                    state: PeerState::Unknown,
+                    last_contact_ms: 0,
+                    entries: None,
+                    software_version: None,
+                };
+                (
+                    id,
+                    Peer {
+                        status,
+                        wake: Arc::new(Notify::new()),
+                    },
+                )
             })
             .collect();
-        Self { peers: Mutex::new(peers), log }
+        Self {
+            peers: Mutex::new(peers),
+            log,
+        }
     }
 
     /// Fails fast when a call to `node` cannot help: it is down or mismatched.
     pub fn gate(&self, node: &NodeId) -> Result<(), PeerError> {
         match self.peers.lock().get(node).map(|peer| &peer.status.state) {
-            Some(PeerState::Down { reason }) => {
-                Err(PeerError::NotContacted { state: format!("{reason} (down; retrying in the background)") })
-            }
-            Some(PeerState::Mismatch { reason }) => {
-                Err(PeerError::NotContacted { state: format!("refused: {reason}") })
-            }
+            Some(PeerState::Down { reason }) => Err(PeerError::NotContacted {
+                state: format!("{reason} (down; retrying in the background)"),
+            }),
+            Some(PeerState::Mismatch { reason }) => Err(PeerError::NotContacted {
+                state: format!("refused: {reason}"),
+            }),
             _ => Ok(()),
         }
     }
@@ -96,8 +113,12 @@ impl Peers {
     }
 
     pub fn snapshot(&self) -> Vec<(NodeId, PeerStatus)> {
-        let mut all: Vec<_> =
-            self.peers.lock().iter().map(|(id, peer)| (id.clone(), peer.status.clone())).collect();
+        let mut all: Vec<_> = self
+            .peers
+            .lock()
+            .iter()
+            .map(|(id, peer)| (id.clone(), peer.status.clone()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -109,7 +130,10 @@ impl Peers {
     fn mark_down(&self, node: &NodeId, reason: String) {
         let mut peers = self.peers.lock();
         let Some(peer) = peers.get_mut(node) else { return };
-        if matches!(peer.status.state, PeerState::Down { .. } | PeerState::Mismatch { .. }) {
+        if matches!(
+            peer.status.state,
+            PeerState::Down { .. } | PeerState::Mismatch { .. }
+        ) {
             return;
         }
         warn!(self.log, "peer down"; "peer" => &**node, "reason" => reason.as_str());
@@ -119,7 +143,11 @@ impl Peers {
 
     /// How many peers are up.
     pub fn up_count(&self) -> usize {
-        self.peers.lock().values().filter(|peer| peer.status.state == PeerState::Up).count()
+        self.peers
+            .lock()
+            .values()
+            .filter(|peer| peer.status.state == PeerState::Up)
+            .count()
     }
 
     fn set(&self, node: &NodeId, state: PeerState, introduction: Option<Introduction>, now_ms: u64) {
@@ -163,7 +191,8 @@ pub fn spawn_handshakes(
     let ids: Vec<NodeId> = peers.snapshot().into_iter().map(|(id, _)| id).collect();
     ids.into_iter()
         .map(|peer| {
-            let (peers, replica, transport, stop) = (peers.clone(), replica.clone(), transport.clone(), stop.clone());
+            let (peers, replica, transport, stop) =
+                (peers.clone(), replica.clone(), transport.clone(), stop.clone());
             tokio::spawn(async move {
                 // Biased: once stopped, no handshake due at the same instant
                 // leaves (the simulation's replays depend on it).
@@ -177,8 +206,16 @@ pub fn spawn_handshakes(
         .collect()
 }
 
-async fn handshake_loop(peers: &Peers, replica: &Replica, transport: &dyn Transport, peer: &NodeId, timeout: Duration) {
-    let Some(wake) = peers.wake_handle(peer) else { return };
+async fn handshake_loop(
+    peers: &Peers,
+    replica: &Replica,
+    transport: &dyn Transport,
+    peer: &NodeId,
+    timeout: Duration,
+) {
+    let Some(wake) = peers.wake_handle(peer) else {
+        return;
+    };
     let mut retry = FIRST_RETRY;
     loop {
         let (state, introduction) = handshake_once(replica, transport, peer, timeout).await;
@@ -215,9 +252,22 @@ pub async fn handshake_once(
 ) -> (PeerState, Option<Introduction>) {
     let call = transport.handshake(peer, replica.envelope_to(peer));
     match tokio::time::timeout(timeout, call).await {
-        Err(_) => (PeerState::Down { reason: PeerError::Timeout.to_string() }, None),
-        Ok(Err(PeerError::Refused { kind: RefusalKind::Mismatch, reason })) => (PeerState::Mismatch { reason }, None),
-        Ok(Err(error)) => (PeerState::Down { reason: error.to_string() }, None),
+        Err(_) => (
+            PeerState::Down {
+                reason: PeerError::Timeout.to_string(),
+            },
+            None,
+        ),
+        Ok(Err(PeerError::Refused {
+            kind: RefusalKind::Mismatch,
+            reason,
+        })) => (PeerState::Mismatch { reason }, None),
+        Ok(Err(error)) => (
+            PeerState::Down {
+                reason: error.to_string(),
+            },
+            None,
+        ),
         Ok(Ok(introduction)) => (judge(replica, peer, &introduction), Some(introduction)),
     }
 }
@@ -248,6 +298,8 @@ fn judge(replica: &Replica, peer: &NodeId, introduction: &Introduction) -> PeerS
             replica.clock().lift_past(introduction.watermark);
             PeerState::Up
         }
-        Err(ahead) => PeerState::Down { reason: format!("{peer}: {ahead}") },
+        Err(ahead) => PeerState::Down {
+            reason: format!("{peer}: {ahead}"),
+        },
     }
 }

@@ -64,10 +64,23 @@ pub struct Introduction {
 /// Why a replica refused a peer request. Nothing was read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("{from} called this node {called:?}, but its ADDR is {actual:?}; make PEERS on {from} use {actual:?}")]
-    WrongAddress { from: NodeId, called: NodeId, actual: NodeId },
-    #[error("{from} runs with {theirs}, but {actual} runs with {ours}; give every node the same REPLICATION_FACTOR, VNODES and member list (ADDR plus PEERS)")]
-    ParamsMismatch { from: NodeId, actual: NodeId, theirs: Box<ClusterParams>, ours: Box<ClusterParams> },
+    #[error(
+        "{from} called this node {called:?}, but its ADDR is {actual:?}; make PEERS on {from} use {actual:?}"
+    )]
+    WrongAddress {
+        from: NodeId,
+        called: NodeId,
+        actual: NodeId,
+    },
+    #[error(
+        "{from} runs with {theirs}, but {actual} runs with {ours}; give every node the same REPLICATION_FACTOR, VNODES and member list (ADDR plus PEERS)"
+    )]
+    ParamsMismatch {
+        from: NodeId,
+        actual: NodeId,
+        theirs: Box<ClusterParams>,
+        ours: Box<ClusterParams>,
+    },
     #[error("refused a message from {from}: {clock}")]
     ClockAhead { from: NodeId, clock: ClockAhead },
     #[error("refused a write from {from}: {beyond}")]
@@ -83,7 +96,12 @@ pub struct Replica {
 
 impl Replica {
     pub fn new(id: NodeId, params: ClusterParams, store: Arc<Store>, clock: Arc<Hlc>) -> Self {
-        Self { id, params, store, clock }
+        Self {
+            id,
+            params,
+            store,
+            clock,
+        }
     }
 
     pub fn id(&self) -> &NodeId {
@@ -104,7 +122,12 @@ impl Replica {
 
     /// The envelope of a request from this node to `to`.
     pub fn envelope_to(&self, to: &NodeId) -> Envelope {
-        Envelope { from: self.id.clone(), to: to.clone(), clock: self.clock.now(), params: self.params.clone() }
+        Envelope {
+            from: self.id.clone(),
+            to: to.clone(),
+            clock: self.clock.now(),
+            params: self.params.clone(),
+        }
     }
 
     pub fn handshake(&self, envelope: &Envelope) -> Result<Introduction, Refusal> {
@@ -128,7 +151,10 @@ impl Replica {
         self.admit(envelope)?;
         self.clock
             .check_bound(record.version)
-            .map_err(|beyond| Refusal::VersionAhead { from: envelope.from.clone(), beyond })?;
+            .map_err(|beyond| Refusal::VersionAhead {
+                from: envelope.from.clone(),
+                beyond,
+            })?;
         Ok(self.reply(self.write_local(key, record)))
     }
 
@@ -151,7 +177,10 @@ impl Replica {
     }
 
     fn reply(&self, held: Held) -> Reply {
-        Reply { clock: self.clock.now(), held }
+        Reply {
+            clock: self.clock.now(),
+            held,
+        }
     }
 
     fn admit(&self, envelope: &Envelope) -> Result<(), Refusal> {
@@ -172,6 +201,9 @@ impl Replica {
         }
         self.clock
             .receive(envelope.clock)
-            .map_err(|clock| Refusal::ClockAhead { from: envelope.from.clone(), clock })
+            .map_err(|clock| Refusal::ClockAhead {
+                from: envelope.from.clone(),
+                clock,
+            })
     }
 }

@@ -55,7 +55,12 @@ impl Ring {
         points.sort_unstable();
         let replication = replication_factor.clamp(1, nodes.len().max(1));
         let (points, sets) = replica_sets(&points, replication);
-        Self { nodes, points, sets, replication }
+        Self {
+            nodes,
+            points,
+            sets,
+            replication,
+        }
     }
 
     /// The members, sorted.
@@ -70,13 +75,17 @@ impl Ring {
 
     /// The key's replicas: the first N distinct nodes clockwise from its hash.
     pub fn replicas(&self, key: &[u8]) -> Vec<&NodeId> {
-        self.replica_set_of(key).map(|set| self.replica_set(set).collect()).unwrap_or_default()
+        self.replica_set_of(key)
+            .map(|set| self.replica_set(set).collect())
+            .unwrap_or_default()
     }
 
     /// Which of `replica_sets` holds the key; `None` for a ring without members.
     pub fn replica_set_of(&self, key: &[u8]) -> Option<usize> {
         let start = self.points.partition_point(|&(point, _)| point < xxh3_64(key));
-        self.points.get(start % self.points.len().max(1)).map(|&(_, set)| set)
+        self.points
+            .get(start % self.points.len().max(1))
+            .map(|&(_, set)| set)
     }
 
     /// How many distinct replica sets the ring has (`replica_set` takes 0..that).
@@ -113,10 +122,12 @@ fn replica_sets(points: &[Point], replication: usize) -> (Vec<Point>, Vec<Box<[u
                     }
                 }
             }
-            let set = *index_of.entry(chosen.into_boxed_slice()).or_insert_with_key(|chosen| {
-                sets.push(chosen.clone());
-                sets.len() - 1
-            });
+            let set = *index_of
+                .entry(chosen.into_boxed_slice())
+                .or_insert_with_key(|chosen| {
+                    sets.push(chosen.clone());
+                    sets.len() - 1
+                });
             (points[start].0, set)
         })
         .collect();
@@ -200,7 +211,11 @@ mod tests {
             assert_eq!(ring.replicas(&key), walked, "key {key:?}");
         }
         assert!(ring.replica_set_count() <= 5 * 16, "one set per point at most");
-        assert_eq!(Ring::new(&[], 16, 3).replica_set_of(b"k"), None, "no members, no replicas");
+        assert_eq!(
+            Ring::new(&[], 16, 3).replica_set_of(b"k"),
+            None,
+            "no members, no replicas"
+        );
     }
 
     #[test]
@@ -216,7 +231,9 @@ mod tests {
     }
 
     fn moved_share(before: &Ring, after: &Ring) -> f64 {
-        let moved = keys().filter(|key| before.replicas(key)[0] != after.replicas(key)[0]).count();
+        let moved = keys()
+            .filter(|key| before.replicas(key)[0] != after.replicas(key)[0])
+            .count();
         moved as f64 / 30_000.0
     }
 
@@ -228,8 +245,14 @@ mod tests {
             let added = moved_share(&smaller, &larger);
             let removed = moved_share(&larger, &smaller);
             let ideal = 1.0 / (count + 1) as f64;
-            println!("{count}->{} nodes: {added:.3} moved (ideal {ideal:.3})", count + 1);
-            assert!((added - ideal).abs() < ideal * 0.35, "added: {added:.3} vs {ideal:.3}");
+            println!(
+                "{count}->{} nodes: {added:.3} moved (ideal {ideal:.3})",
+                count + 1
+            );
+            assert!(
+                (added - ideal).abs() < ideal * 0.35,
+                "added: {added:.3} vs {ideal:.3}"
+            );
             assert_eq!(added, removed);
         }
     }

@@ -62,12 +62,19 @@ const TEETH_TIME: Duration = Duration::from_secs(25);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn run_time() -> Duration {
-    let seconds = std::env::var("QC_NEMESIS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let seconds = std::env::var("QC_NEMESIS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     Duration::from_secs(seconds)
 }
 
 fn base_env() -> Vec<(&'static str, &'static str)> {
-    vec![("RPC_TIMEOUT", "1"), ("LOG_LEVEL", "info"), ("SHUTDOWN_TIMEOUT", "2")]
+    vec![
+        ("RPC_TIMEOUT", "1"),
+        ("LOG_LEVEL", "info"),
+        ("SHUTDOWN_TIMEOUT", "2"),
+    ]
 }
 
 /// A cluster configuration, its workload and the faults it runs under.
@@ -115,7 +122,11 @@ impl Scenario {
     /// so every fault of the rotation comes up.
     fn run_length(&self) -> Duration {
         let turn = self.pacing.calm + self.pacing.fault;
-        let rotation = if self.faults.is_empty() { Duration::ZERO } else { turn * (self.faults.len() as u32 + 2) };
+        let rotation = if self.faults.is_empty() {
+            Duration::ZERO
+        } else {
+            turn * (self.faults.len() as u32 + 2)
+        };
         self.duration.max(rotation)
     }
 }
@@ -125,10 +136,16 @@ impl Scenario {
 /// stepped clocks beside a stale replica (one link cut one way, a deaf node
 /// and single stepped restarts run on 3 nodes).
 const SPLITS_CUTS_AND_STEPS: &[Fault] = &[
-    Fault::Bipartition { mode: CutMode::Refuse, sides: Sides::Drawn },
+    Fault::Bipartition {
+        mode: CutMode::Refuse,
+        sides: Sides::Drawn,
+    },
     Fault::OneWay(OneWay::FromSide(Sides::Drawn)),
     Fault::SteppedRestartsBesideStale,
-    Fault::Bipartition { mode: CutMode::Blackhole, sides: Sides::Drawn },
+    Fault::Bipartition {
+        mode: CutMode::Blackhole,
+        sides: Sides::Drawn,
+    },
     Fault::OneWay(OneWay::Mute),
 ];
 
@@ -171,7 +188,9 @@ async fn run_scenario(scenario: &Scenario) -> Run {
     let mut nemesis = Nemesis::new(seed, scenario.nodes, scenario.clocks.clone());
     let first_env = |index| nemesis.first_env(index);
     let mut cluster = FaultyCluster::start(scenario.cluster_id, scenario.nodes, &env, first_env).await;
-    let endpoints: Vec<String> = (0..cluster.size()).map(|index| cluster.client_endpoint(index)).collect();
+    let endpoints: Vec<String> = (0..cluster.size())
+        .map(|index| cluster.client_endpoint(index))
+        .collect();
     let checked = Workload {
         clients: 6,
         keys: scenario.keys,
@@ -187,10 +206,25 @@ async fn run_scenario(scenario: &Scenario) -> Run {
     let epoch_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let clients = tokio::spawn(workload::run(endpoints.clone(), checked, epoch));
     let filler = scenario.filler.then(|| {
-        let filler = Workload { clients: 2, keys: 400, set_percent: 100, delete_percent: 0, first_client: 100, ..checked };
+        let filler = Workload {
+            clients: 2,
+            keys: 400,
+            set_percent: 100,
+            delete_percent: 0,
+            first_client: 100,
+            ..checked
+        };
         tokio::spawn(workload::run(endpoints, filler, epoch))
     });
-    let windows = nemesis.run(&mut cluster, &scenario.faults, scenario.pacing, epoch, scenario.run_length()).await;
+    let windows = nemesis
+        .run(
+            &mut cluster,
+            &scenario.faults,
+            scenario.pacing,
+            epoch,
+            scenario.run_length(),
+        )
+        .await;
     let mut history = clients.await.unwrap();
     if let Some(filler) = filler {
         history.extend(filler.await.unwrap());
@@ -202,7 +236,9 @@ async fn run_scenario(scenario: &Scenario) -> Run {
         evicted: cluster_total(&cluster, "qc_evictions_total"),
         expired: cluster_total(&cluster, "qc_expirations_total"),
         clocks_given: nemesis.clock_offsets.clone(),
-        clocks_logged: (0..cluster.size()).map(|index| cluster.logged_clock_offsets(index)).collect(),
+        clocks_logged: (0..cluster.size())
+            .map(|index| cluster.logged_clock_offsets(index))
+            .collect(),
         clock_steps: nemesis.clock_steps(),
         logs: cluster.nodes.iter().map(|node| node.log()).collect(),
         epoch_unix_ns,
@@ -251,12 +287,27 @@ fn assert_faults_happened(scenario: &Scenario, run: &Run) {
             run.label
         );
     }
-    let nonzero = |offsets: &Vec<i64>| offsets.iter().copied().filter(|offset| *offset != 0).collect::<Vec<_>>();
+    let nonzero = |offsets: &Vec<i64>| {
+        offsets
+            .iter()
+            .copied()
+            .filter(|offset| *offset != 0)
+            .collect::<Vec<_>>()
+    };
     let given: Vec<Vec<i64>> = run.clocks_given.iter().map(nonzero).collect();
-    assert_eq!(run.clocks_logged, given, "{}: the nodes did not log the clock offsets they were given", run.label);
+    assert_eq!(
+        run.clocks_logged, given,
+        "{}: the nodes did not log the clock offsets they were given",
+        run.label
+    );
     let stepping = |fault: &Fault| matches!(fault, Fault::SteppedRestart | Fault::SteppedRestartsBesideStale);
     if scenario.faults.iter().any(stepping) {
-        assert!(run.clock_steps > 0, "{}: no restart stepped a clock: {:?}", run.label, run.clocks_given);
+        assert!(
+            run.clock_steps > 0,
+            "{}: no restart stepped a clock: {:?}",
+            run.label,
+            run.clocks_given
+        );
     }
 }
 
@@ -268,11 +319,19 @@ async fn safe_under(scenario: Scenario) -> Run {
     report(&run);
     assert_faults_happened(&scenario, &run);
     let counts = workload::count(&run.history);
-    assert!(counts.ok > counts.ops / 3, "{}: too few operations succeeded to check anything: {counts:?}", run.label);
+    assert!(
+        counts.ok > counts.ops / 3,
+        "{}: too few operations succeeded to check anything: {counts:?}",
+        run.label
+    );
     if let Err(explanation) = history::check(&run.history, &format!("consistency-{}", run.label)) {
         panic!("{}: {explanation}", run.label);
     }
-    println!("{}: linearizable; run and checked in {:.1} s", run.label, started.elapsed().as_secs_f64());
+    println!(
+        "{}: linearizable; run and checked in {:.1} s",
+        run.label,
+        started.elapsed().as_secs_f64()
+    );
     run
 }
 
@@ -285,8 +344,17 @@ async fn caught_under(scenario: Scenario, why: &str) {
     assert_faults_happened(&scenario, &run);
     let failure = history::verdict(&run.history, &format!("consistency-{}", run.label))
         .expect_err(&format!("{}: {why}; the checker found no violation", run.label));
-    assert!(failure.proven, "{}: a proven violation, not an undecided search: {}", run.label, failure.explanation);
-    println!("{}: caught, as it must be, in {:.1} s: {}", run.label, started.elapsed().as_secs_f64(), failure.explanation);
+    assert!(
+        failure.proven,
+        "{}: a proven violation, not an undecided search: {}",
+        run.label, failure.explanation
+    );
+    println!(
+        "{}: caught, as it must be, in {:.1} s: {}",
+        run.label,
+        started.elapsed().as_secs_f64(),
+        failure.explanation
+    );
 }
 
 /// Failed calls to healthy nodes outside the detection time around a fault.
@@ -297,7 +365,8 @@ fn late_errors<'a>(history: &'a [Recorded], windows: &[FaultWindow]) -> Vec<&'a 
         .filter(|op| matches!(op.outcome, Outcome::Failed | Outcome::Indeterminate))
         .filter(|op| {
             !windows.iter().any(|window| {
-                let near_start = op.invoke_ns < window.start_ns + start_margin && op.complete_ns > window.start_ns;
+                let near_start =
+                    op.invoke_ns < window.start_ns + start_margin && op.complete_ns > window.start_ns;
                 let near_end = op.invoke_ns < window.end_ns + end_margin && op.complete_ns > window.end_ns;
                 let during = op.invoke_ns < window.end_ns && op.complete_ns > window.start_ns;
                 near_start || near_end || (during && window.nodes.contains(&op.node))
@@ -325,23 +394,46 @@ fn logs_around(run: &Run, op: &Recorded) -> String {
 /// A failure shows what the nodes logged around the first offending calls.
 fn assert_one_fault_is_tolerated(run: &Run) {
     let explain = |ops: &[&Recorded]| -> String {
-        let first = ops.iter().take(3).map(|op| format!("{op:?}; the nodes logged:{}", logs_around(run, op)));
+        let first = ops
+            .iter()
+            .take(3)
+            .map(|op| format!("{op:?}; the nodes logged:{}", logs_around(run, op)));
         first.collect::<Vec<_>>().join("\n")
     };
     let missed = workload::misses_on_present_keys(&run.history);
     let (count, first) = (missed.len(), explain(&missed));
-    assert!(missed.is_empty(), "{count} acknowledged writes missed with one node faulty, the first:\n{first}");
+    assert!(
+        missed.is_empty(),
+        "{count} acknowledged writes missed with one node faulty, the first:\n{first}"
+    );
     let late = late_errors(&run.history, &run.windows);
-    assert!(late.is_empty(), "{} errors on healthy nodes long after a fault, the first:\n{}", late.len(), explain(&late));
+    assert!(
+        late.is_empty(),
+        "{} errors on healthy nodes long after a fault, the first:\n{}",
+        late.len(),
+        explain(&late)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_faults_no_present_key_is_missed() {
-    let calm = Scenario { delete_percent: 0, duration: Duration::from_secs(10), ..Scenario::new("calm", 1, 3, &[]) };
+    let calm = Scenario {
+        delete_percent: 0,
+        duration: Duration::from_secs(10),
+        ..Scenario::new("calm", 1, 3, &[])
+    };
     let run = safe_under(calm).await;
-    assert_eq!(workload::misses_on_present_keys(&run.history).len(), 0, "a present key was missed with no fault");
+    assert_eq!(
+        workload::misses_on_present_keys(&run.history).len(),
+        0,
+        "a present key was missed with no fault"
+    );
     let counts = workload::count(&run.history);
-    assert_eq!((counts.failed, counts.indeterminate), (0, 0), "errors with no fault: {counts:?}");
+    assert_eq!(
+        (counts.failed, counts.indeterminate),
+        (0, 0),
+        "errors with no fault: {counts:?}"
+    );
 }
 
 /// On skewed clocks, each restart stepping the node's clock: a restart must not
@@ -353,7 +445,11 @@ async fn without_faults_no_present_key_is_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_under_kills_restarts_and_pauses() {
     let faults = [Fault::SteppedRestart, Fault::Pause];
-    let run = safe_under(Scenario { clocks: Clocks::Drawn, ..Scenario::new("kills-and-pauses", 2, 3, &faults) }).await;
+    let run = safe_under(Scenario {
+        clocks: Clocks::Drawn,
+        ..Scenario::new("kills-and-pauses", 2, 3, &faults)
+    })
+    .await;
     assert_one_fault_is_tolerated(&run);
 }
 
@@ -367,7 +463,10 @@ async fn linearizable_under_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_under_evictions_expiry_and_stepped_clocks() {
-    let (blackhole, refuse) = (Fault::Isolate(CutMode::Blackhole), Fault::Isolate(CutMode::Refuse));
+    let (blackhole, refuse) = (
+        Fault::Isolate(CutMode::Blackhole),
+        Fault::Isolate(CutMode::Refuse),
+    );
     let faults = [Fault::SteppedRestart, blackhole, Fault::SteppedRestart, refuse];
     let pressure = Scenario {
         env: vec![("CAPACITY", "60"), ("NUM_SHARDS", "2")],
@@ -389,19 +488,30 @@ async fn linearizable_under_one_way_cuts_and_restarts_beside_a_stale_replica() {
         Fault::SteppedRestartsBesideStale,
         Fault::OneWay(OneWay::Deaf),
     ];
-    safe_under(Scenario { clocks: Clocks::Drawn, ..Scenario::new("one-way-cuts", 5, 3, &faults) }).await;
+    safe_under(Scenario {
+        clocks: Clocks::Drawn,
+        ..Scenario::new("one-way-cuts", 5, 3, &faults)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_of_n3_linearizable_under_splits_cuts_and_stepped_clocks() {
-    let scenario = Scenario { clocks: Clocks::Drawn, ..Scenario::new("5-nodes-n3", 6, 5, SPLITS_CUTS_AND_STEPS) };
+    let scenario = Scenario {
+        clocks: Clocks::Drawn,
+        ..Scenario::new("5-nodes-n3", 6, 5, SPLITS_CUTS_AND_STEPS)
+    };
     safe_under(scenario).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4_w2_r3_linearizable_under_splits_cuts_and_stepped_clocks() {
     let scenario = Scenario {
-        env: vec![("REPLICATION_FACTOR", "4"), ("WRITE_QUORUM", "2"), ("READ_QUORUM", "3")],
+        env: vec![
+            ("REPLICATION_FACTOR", "4"),
+            ("WRITE_QUORUM", "2"),
+            ("READ_QUORUM", "3"),
+        ],
         clocks: Clocks::Drawn,
         ..Scenario::new("n4-w2-r3", 7, 4, SPLITS_CUTS_AND_STEPS)
     };
@@ -433,7 +543,10 @@ fn forced_one_round_write(label: &'static str, cluster_id: u8, fault: Fault) -> 
         ],
         clocks: Clocks::Fixed(vec![-200, -200, 200, 200]),
         keys: 32,
-        pacing: Pacing { calm: Duration::from_millis(2_000), fault: Duration::from_millis(1_200) },
+        pacing: Pacing {
+            calm: Duration::from_millis(2_000),
+            fault: Duration::from_millis(1_200),
+        },
         duration: TEETH_TIME,
         ..Scenario::new(label, cluster_id, 4, &[fault])
     }
@@ -448,9 +561,16 @@ fn forced_one_round_write(label: &'static str, cluster_id: u8, fault: Fault) -> 
 /// that completed before the read began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_write_without_meeting_write_quorums_is_caught_under_a_bipartition() {
-    let split = Fault::Bipartition { mode: CutMode::Refuse, sides: Sides::Fixed(&[0, 1]) };
+    let split = Fault::Bipartition {
+        mode: CutMode::Refuse,
+        sides: Sides::Fixed(&[0, 1]),
+    };
     let broken = forced_one_round_write("teeth-one-round-bipartition", 9, split);
-    caught_under(broken, "the one-round write with 2W <= N must lose the slow side's writes under a split").await;
+    caught_under(
+        broken,
+        "the one-round write with 2W <= N must lose the slow side's writes under a split",
+    )
+    .await;
 }
 
 /// Teeth: the same bug under a one-way cut: what the fast pair sends to the
@@ -462,7 +582,11 @@ async fn one_round_write_without_meeting_write_quorums_is_caught_under_a_biparti
 async fn one_round_write_without_meeting_write_quorums_is_caught_under_one_way_cuts() {
     let fast_unheard = Fault::OneWay(OneWay::FromSide(Sides::Fixed(&[2, 3])));
     let broken = forced_one_round_write("teeth-one-round-one-way", 10, fast_unheard);
-    caught_under(broken, "the one-round write with 2W <= N must lose the slow side's writes under a one-way cut").await;
+    caught_under(
+        broken,
+        "the one-round write with 2W <= N must lose the slow side's writes under a one-way cut",
+    )
+    .await;
 }
 
 /// Teeth: a replica that restarted empty must not vouch for the older value
@@ -475,7 +599,16 @@ async fn ignored_watermarks_are_caught_under_stepped_restarts() {
         clocks: Clocks::Drawn,
         keys: 16,
         duration: TEETH_TIME,
-        ..Scenario::new("teeth-ignore-watermarks", 11, 3, &[Fault::SteppedRestartsBesideStale])
+        ..Scenario::new(
+            "teeth-ignore-watermarks",
+            11,
+            3,
+            &[Fault::SteppedRestartsBesideStale],
+        )
     };
-    caught_under(broken, "ignoring watermarks beside a stale replica must produce a stale read").await;
+    caught_under(
+        broken,
+        "ignoring watermarks beside a stale replica must produce a stale read",
+    )
+    .await;
 }

@@ -549,31 +549,55 @@ fn compose_cluster_serves_and_stops_cleanly() {
             Err(format!("{addr} {}", out.stderr))
         }
     };
-    poll("a Set through the published port", Duration::from_secs(60), || {
-        match set(&port("node1")?, "compose", "works") {
+    poll(
+        "a Set through the published port",
+        Duration::from_secs(60),
+        || match set(&port("node1")?, "compose", "works") {
             Reply::Ok(_) => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
     let reply = get(&port("node1").unwrap(), "compose");
-    assert_eq!(reply.value().as_deref(), Some("works"), "Get through the published port: {reply:?}");
+    assert_eq!(
+        reply.value().as_deref(),
+        Some("works"),
+        "Get through the published port: {reply:?}"
+    );
     for service in ["node2", "node3"] {
-        assert!(!port(service).is_ok_and(|addr| !addr.is_empty()), "{service} publishes no port");
+        assert!(
+            !port(service).is_ok_and(|addr| !addr.is_empty()),
+            "{service} publishes no port"
+        );
     }
     // The write reached the other two nodes (N = 3): each one's own line in
     // `status` counts the entry, and sees its peers up.
     for service in ["node2", "node3"] {
-        poll(&format!("{service} holds the entry"), Duration::from_secs(20), || {
-            let out = compose_run(&["exec", "-T", service, "quorum-cache", "status"]);
-            let own = out.stdout.lines().find(|line| line.starts_with(&format!("{service}:8080"))).map(str::to_string);
-            let up = out.stdout.lines().filter(|line| line.split_whitespace().nth(1) == Some("up")).count();
-            match own {
-                Some(line) if line.split_whitespace().nth(3) == Some("1") && up == 2 => Ok(()),
-                _ => Err(format!("status through {service}: {}{}", out.stdout, out.stderr)),
-            }
-        });
+        poll(
+            &format!("{service} holds the entry"),
+            Duration::from_secs(20),
+            || {
+                let out = compose_run(&["exec", "-T", service, "quorum-cache", "status"]);
+                let own = out
+                    .stdout
+                    .lines()
+                    .find(|line| line.starts_with(&format!("{service}:8080")))
+                    .map(str::to_string);
+                let up = out
+                    .stdout
+                    .lines()
+                    .filter(|line| line.split_whitespace().nth(1) == Some("up"))
+                    .count();
+                match own {
+                    Some(line) if line.split_whitespace().nth(3) == Some("1") && up == 2 => Ok(()),
+                    _ => Err(format!("status through {service}: {}{}", out.stdout, out.stderr)),
+                }
+            },
+        );
     }
-    phase(start, "Set and Get through the one published port; node2 and node3 hold the entry");
+    phase(
+        start,
+        "Set and Get through the one published port; node2 and node3 hold the entry",
+    );
 
     // down: wait for the three containers' exit codes while Compose stops them.
     let ids_out = compose_run(&["ps", "-q"]);
@@ -840,7 +864,9 @@ fn docs_show_the_tested_commands() {
             "docs/docker.md does not show the tested command:\n  {command}"
         );
         assert!(
-            ["kubectl", "docker stop"].iter().any(|p| command.starts_with(p)) || command.contains("--target") || readme.contains(&command),
+            ["kubectl", "docker stop"].iter().any(|p| command.starts_with(p))
+                || command.contains("--target")
+                || readme.contains(&command),
             "the README does not show the tested command:\n  {command}"
         );
     }

@@ -100,19 +100,37 @@ struct Shape {
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} nodes, N = {}, R = {}, W = {}", self.nodes, self.n, self.r, self.w)
+        write!(
+            f,
+            "{} nodes, N = {}, R = {}, W = {}",
+            self.nodes, self.n, self.r, self.w
+        )
     }
 }
 
-const DEFAULT_SHAPE: Shape = Shape { nodes: 3, n: 3, r: 2, w: 2 };
+const DEFAULT_SHAPE: Shape = Shape {
+    nodes: 3,
+    n: 3,
+    r: 2,
+    w: 2,
+};
 
 /// Every (R, W) with W + R > N on a ring of N nodes, then N on each larger ring
 /// (up to 5 nodes) with majority quorums; the default shape has a test of its own.
 fn shapes_with_n(n: usize) -> Vec<Shape> {
     let mut shapes: Vec<Shape> = (1..=n)
-        .flat_map(|w| (1..=n).filter(move |r| w + r > n).map(move |r| Shape { nodes: n, n, r, w }))
+        .flat_map(|w| {
+            (1..=n)
+                .filter(move |r| w + r > n)
+                .map(move |r| Shape { nodes: n, n, r, w })
+        })
         .collect();
-    shapes.extend((n + 1..=5).map(|nodes| Shape { nodes, n, r: n / 2 + 1, w: n / 2 + 1 }));
+    shapes.extend((n + 1..=5).map(|nodes| Shape {
+        nodes,
+        n,
+        r: n / 2 + 1,
+        w: n / 2 + 1,
+    }));
     shapes.retain(|shape| *shape != DEFAULT_SHAPE);
     shapes
 }
@@ -137,8 +155,13 @@ enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 5] =
-        [Fault::Restart, Fault::Isolation, Fault::Bipartition, Fault::OneWayLoss, Fault::Forgetting];
+    const ALL: [Fault; 5] = [
+        Fault::Restart,
+        Fault::Isolation,
+        Fault::Bipartition,
+        Fault::OneWayLoss,
+        Fault::Forgetting,
+    ];
 }
 
 /// The trouble a scenario meets, so that a proof can use only the fault it is
@@ -158,12 +181,23 @@ struct FaultMix {
     nemesis: &'static [Fault],
 }
 
-const EVERY_FAULT: FaultMix =
-    FaultMix { delays: true, loss_percent: 3, evictions: true, cold_start: true, nemesis: &Fault::ALL };
+const EVERY_FAULT: FaultMix = FaultMix {
+    delays: true,
+    loss_percent: 3,
+    evictions: true,
+    cold_start: true,
+    nemesis: &Fault::ALL,
+};
 
 /// Only `fault`, on a network that delivers at once and loses nothing.
 const fn only(fault: &'static [Fault]) -> FaultMix {
-    FaultMix { delays: false, loss_percent: 0, evictions: false, cold_start: false, nemesis: fault }
+    FaultMix {
+        delays: false,
+        loss_percent: 0,
+        evictions: false,
+        cold_start: false,
+        nemesis: fault,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +210,12 @@ struct Scenario {
 
 impl Scenario {
     fn safe(seed: u64, shape: Shape) -> Self {
-        Scenario { seed, shape, faults: EVERY_FAULT, switches: UnsafeSwitches::default() }
+        Scenario {
+            seed,
+            shape,
+            faults: EVERY_FAULT,
+            switches: UnsafeSwitches::default(),
+        }
     }
 }
 
@@ -186,7 +225,10 @@ struct Tally([usize; Fault::ALL.len()]);
 
 impl Tally {
     fn add(&mut self, other: Tally) {
-        self.0.iter_mut().zip(other.0).for_each(|(mine, theirs)| *mine += theirs);
+        self.0
+            .iter_mut()
+            .zip(other.0)
+            .for_each(|(mine, theirs)| *mine += theirs);
     }
     fn count(&mut self, fault: Fault) {
         self.0[Fault::ALL.iter().position(|kind| *kind == fault).unwrap()] += 1;
@@ -198,7 +240,10 @@ impl Tally {
 
 impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = Fault::ALL.iter().map(|fault| format!("{fault:?} {}", self.of(*fault))).collect();
+        let parts: Vec<String> = Fault::ALL
+            .iter()
+            .map(|fault| format!("{fault:?} {}", self.of(*fault)))
+            .collect();
         f.write_str(&parts.join(", "))
     }
 }
@@ -228,7 +273,9 @@ struct Sim {
 
 impl Sim {
     fn new(scenario: Scenario, rng: &mut Rng) -> Arc<Sim> {
-        let names: Vec<NodeId> = (1..=scenario.shape.nodes).map(|n| format!("node{n}:8080").into()).collect();
+        let names: Vec<NodeId> = (1..=scenario.shape.nodes)
+            .map(|n| format!("node{n}:8080").into())
+            .collect();
         let sim = Arc::new(Sim {
             net: MemoryNetwork::new(),
             ring: Ring::new(&names, VNODES, scenario.shape.n),
@@ -238,7 +285,9 @@ impl Sim {
             stores: Mutex::new(Vec::new()),
             scenario,
         });
-        let nodes = (0..scenario.shape.nodes).map(|index| Some(sim.boot(index, rng.offset_ms()))).collect();
+        let nodes = (0..scenario.shape.nodes)
+            .map(|index| Some(sim.boot(index, rng.offset_ms())))
+            .collect();
         *sim.nodes.lock().unwrap() = nodes;
         sim
     }
@@ -247,13 +296,24 @@ impl Sim {
     /// off, as a crash and restart does.
     fn boot(&self, index: usize, offset_ms: i64) -> Arc<SimNode> {
         let name = &self.names[index];
-        let wall: Arc<dyn WallClock> = Arc::new(VirtualWall { epoch: self.epoch, offset_ms });
+        let wall: Arc<dyn WallClock> = Arc::new(VirtualWall {
+            epoch: self.epoch,
+            offset_ms,
+        });
         let clock = Arc::new(Hlc::new(wall.clone(), node_number(name), SKEW_MS));
         let limits = if self.scenario.faults.evictions {
             // One entry per shard: the keys evict each other.
-            StoreLimits { num_shards: 2, max_entries: 2, max_bytes: 1 << 20 }
+            StoreLimits {
+                num_shards: 2,
+                max_entries: 2,
+                max_bytes: 1 << 20,
+            }
         } else {
-            StoreLimits { num_shards: 2, max_entries: 1_000, max_bytes: 1 << 20 }
+            StoreLimits {
+                num_shards: 2,
+                max_entries: 1_000,
+                max_bytes: 1 << 20,
+            }
         };
         let store = Arc::new(Store::new(limits, wall.clone(), restart_watermark(wall.now_ms())));
         self.stores.lock().unwrap().push(store.clone());
@@ -275,9 +335,25 @@ impl Sim {
             unsafe_switches: self.scenario.switches,
         };
         let never = CancellationToken::new();
-        let handshakes = spawn_handshakes(peers.clone(), replica.clone(), transport.clone(), RPC_TIMEOUT, never);
-        let coordinator = Arc::new(Coordinator::new(replica, self.ring.clone(), transport, peers, settings));
-        Arc::new(SimNode { coordinator, handshakes, crashed: CancellationToken::new() })
+        let handshakes = spawn_handshakes(
+            peers.clone(),
+            replica.clone(),
+            transport.clone(),
+            RPC_TIMEOUT,
+            never,
+        );
+        let coordinator = Arc::new(Coordinator::new(
+            replica,
+            self.ring.clone(),
+            transport,
+            peers,
+            settings,
+        ));
+        Arc::new(SimNode {
+            coordinator,
+            handshakes,
+            crashed: CancellationToken::new(),
+        })
     }
 
     /// The node, unless it is down.
@@ -311,7 +387,10 @@ impl Sim {
 
     fn evictions(&self) -> u64 {
         let stores = self.stores.lock().unwrap();
-        stores.iter().map(|store| store.dropped().evicted.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        stores
+            .iter()
+            .map(|store| store.dropped().evicted.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 
     fn now_ns(&self) -> u64 {
@@ -334,8 +413,18 @@ async fn client(sim: Arc<Sim>, client: usize, seed: u64) -> Vec<Recorded> {
         let target = rng.below(sim.names.len() as u64) as usize;
         let roll = rng.below(100);
         let (call, ttl_ms) = if roll < 45 {
-            let ttl_ms = if rng.below(4) == 0 { 100 + rng.below(1_500) } else { 60_000 };
-            (Call::Set { value: format!("c{client}-{sequence}"), ttl_seconds: None }, ttl_ms)
+            let ttl_ms = if rng.below(4) == 0 {
+                100 + rng.below(1_500)
+            } else {
+                60_000
+            };
+            (
+                Call::Set {
+                    value: format!("c{client}-{sequence}"),
+                    ttl_seconds: None,
+                },
+                ttl_ms,
+            )
         } else if roll < 55 {
             (Call::Delete, 0)
         } else {
@@ -347,7 +436,15 @@ async fn client(sim: Arc<Sim>, client: usize, seed: u64) -> Vec<Recorded> {
             Some(node) => call_node(&node, Bytes::from(key.clone()), &call, ttl_ms).await,
             None => Outcome::Failed,
         };
-        history.push(Recorded { client, node: target, key, call, invoke_ns, complete_ns: sim.now_ns(), outcome });
+        history.push(Recorded {
+            client,
+            node: target,
+            key,
+            call,
+            invoke_ns,
+            complete_ns: sim.now_ns(),
+            outcome,
+        });
     }
     history
 }
@@ -357,8 +454,13 @@ async fn call_node(node: &SimNode, key: Bytes, call: &Call, ttl_ms: u64) -> Outc
     let coordinator = node.coordinator.clone();
     let operation: std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> = match call {
         Call::Set { value, .. } => {
-            let (value, expires_at_ms) = (Bytes::from(value.clone()), coordinator.replica().clock().wall_ms() + ttl_ms);
-            Box::pin(async move { write_outcome(coordinator.set(key, value, expires_at_ms).await.map(|_| ())) })
+            let (value, expires_at_ms) = (
+                Bytes::from(value.clone()),
+                coordinator.replica().clock().wall_ms() + ttl_ms,
+            );
+            Box::pin(
+                async move { write_outcome(coordinator.set(key, value, expires_at_ms).await.map(|_| ())) },
+            )
         }
         Call::Delete => Box::pin(async move { write_outcome(coordinator.delete(key).await.map(|_| ())) }),
         Call::Get => Box::pin(async move {
@@ -394,7 +496,9 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, done: CancellationToken) -> Tally {
     let mut tally = Tally::default();
     while !kinds.is_empty() && !done.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
-        let Some(&fault) = kinds.get(rng.below(kinds.len() as u64 + 1) as usize) else { continue };
+        let Some(&fault) = kinds.get(rng.below(kinds.len() as u64 + 1) as usize) else {
+            continue;
+        };
         let victim = rng.below(nodes as u64) as usize;
         let cut = match fault {
             Fault::Restart => {
@@ -404,7 +508,11 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, done: CancellationToken) -> Tally {
                 // MAX_CLOCK_SKEW, as `restart` does here), and a restart takes
                 // at least a millisecond more; half of the time exactly that.
                 let least = restart_wait(SKEW_MS).as_millis() as u64 + 1;
-                let down_ms = if rng.below(2) == 0 { least } else { least + rng.below(100) };
+                let down_ms = if rng.below(2) == 0 {
+                    least
+                } else {
+                    least + rng.below(100)
+                };
                 tokio::time::sleep(Duration::from_millis(down_ms)).await;
                 sim.restart(victim, rng.offset_ms());
                 false
@@ -432,7 +540,10 @@ async fn nemesis(sim: Arc<Sim>, seed: u64, done: CancellationToken) -> Tally {
             }
             Fault::Forgetting => {
                 if let Some(node) = sim.node(victim) {
-                    node.coordinator.replica().store().forget_all(quorum_cache::clock::Version::ZERO);
+                    node.coordinator
+                        .replica()
+                        .store()
+                        .forget_all(quorum_cache::clock::Version::ZERO);
                 }
                 false
             }
@@ -454,7 +565,11 @@ struct Run {
 }
 
 fn simulate(scenario: Scenario) -> Run {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let mut rng = Rng::new(scenario.seed);
         let sim = Sim::new(scenario, &mut rng);
@@ -463,7 +578,11 @@ fn simulate(scenario: Scenario) -> Run {
             let lose_percent = faults.loss_percent;
             sim.net.set_chaos(Some(Chaos {
                 seed: scenario.seed,
-                max_delay: if faults.delays { Duration::from_millis(30) } else { Duration::ZERO },
+                max_delay: if faults.delays {
+                    Duration::from_millis(30)
+                } else {
+                    Duration::ZERO
+                },
                 lose_request_percent: lose_percent,
                 lose_reply_percent: lose_percent,
             }));
@@ -473,8 +592,9 @@ fn simulate(scenario: Scenario) -> Run {
         }
         let done = CancellationToken::new();
         let nemesis = tokio::spawn(nemesis(sim.clone(), scenario.seed, done.clone()));
-        let clients: Vec<_> =
-            (0..CLIENTS).map(|index| tokio::spawn(client(sim.clone(), index, scenario.seed))).collect();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|index| tokio::spawn(client(sim.clone(), index, scenario.seed)))
+            .collect();
         let mut history = Vec::new();
         for client in clients {
             history.extend(client.await.unwrap());
@@ -482,7 +602,11 @@ fn simulate(scenario: Scenario) -> Run {
         done.cancel();
         let faults = nemesis.await.unwrap();
         sim.stop();
-        Run { history, faults, evictions: sim.evictions() }
+        Run {
+            history,
+            faults,
+            evictions: sim.evictions(),
+        }
     })
 }
 
@@ -492,7 +616,10 @@ fn seeds(count_variable: &str, count: u64) -> Vec<u64> {
     match std::env::var("SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
         Err(_) => {
-            let count: u64 = std::env::var(count_variable).ok().and_then(|n| n.parse().ok()).unwrap_or(count);
+            let count: u64 = std::env::var(count_variable)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(count);
             (1..=count).collect()
         }
     }
@@ -521,7 +648,11 @@ impl Totals {
             operations: run.history.len(),
             succeeded: counts.ok,
             hits: counts.hits,
-            indeterminate: run.history.iter().filter(|op| op.outcome == Outcome::Indeterminate).count(),
+            indeterminate: run
+                .history
+                .iter()
+                .filter(|op| op.outcome == Outcome::Indeterminate)
+                .count(),
             evicted: run.evictions,
             faults: run.faults,
         }
@@ -556,7 +687,10 @@ fn check_safe_shapes(test: &str, shapes: &[Shape], seeds: &[u64]) -> Totals {
         for &seed in seeds {
             let run = simulate(Scenario::safe(seed, *shape));
             shape_totals.add(&Totals::of(&run));
-            let label = format!("simulation-{}n-N{}-R{}-W{}-seed-{seed}", shape.nodes, shape.n, shape.r, shape.w);
+            let label = format!(
+                "simulation-{}n-N{}-R{}-W{}-seed-{seed}",
+                shape.nodes, shape.n, shape.r, shape.w
+            );
             if let Err(explanation) = history::check(&run.history, &label) {
                 panic!(
                     "{shape}, seed {seed}: {explanation}\n\
@@ -583,9 +717,20 @@ fn assert_exercised(totals: &Totals, min_success_percent: usize) {
         "only {} of {operations} operations succeeded",
         totals.succeeded
     );
-    assert!(totals.hits > operations / 25, "too few hits to check much: {}", totals.hits);
-    assert!(totals.evicted > operations as u64 / 100, "the stores hardly evicted: {}", totals.evicted);
-    assert!(totals.indeterminate > 0, "no call was cut off by a crash or left indeterminate");
+    assert!(
+        totals.hits > operations / 25,
+        "too few hits to check much: {}",
+        totals.hits
+    );
+    assert!(
+        totals.evicted > operations as u64 / 100,
+        "the stores hardly evicted: {}",
+        totals.evicted
+    );
+    assert!(
+        totals.indeterminate > 0,
+        "no call was cut off by a crash or left indeterminate"
+    );
     for fault in Fault::ALL {
         assert!(totals.faults.of(fault) > 0, "no {fault:?} was injected");
     }
@@ -593,10 +738,19 @@ fn assert_exercised(totals: &Totals, min_success_percent: usize) {
 
 #[test]
 fn the_same_seed_gives_the_same_history() {
-    let shapes = [vec![DEFAULT_SHAPE], shapes_with_n(3), shapes_with_n(4), shapes_with_n(5)].concat();
+    let shapes = [
+        vec![DEFAULT_SHAPE],
+        shapes_with_n(3),
+        shapes_with_n(4),
+        shapes_with_n(5),
+    ]
+    .concat();
     for shape in shapes {
         let summary = |run: Run| format!("{:?} {:?}", run.history, run.faults);
-        let (first, second) = (simulate(Scenario::safe(42, shape)), simulate(Scenario::safe(42, shape)));
+        let (first, second) = (
+            simulate(Scenario::safe(42, shape)),
+            simulate(Scenario::safe(42, shape)),
+        );
         assert_eq!(summary(first), summary(second), "{shape}");
     }
 }
@@ -610,19 +764,31 @@ fn every_seeded_history_is_linearizable() {
 
 #[test]
 fn every_shape_with_three_replicas_is_linearizable() {
-    let totals = check_safe_shapes("every_shape_with_three_replicas", &shapes_with_n(3), &shape_seeds());
+    let totals = check_safe_shapes(
+        "every_shape_with_three_replicas",
+        &shapes_with_n(3),
+        &shape_seeds(),
+    );
     assert_exercised(&totals, 40);
 }
 
 #[test]
 fn every_shape_with_four_replicas_is_linearizable() {
-    let totals = check_safe_shapes("every_shape_with_four_replicas", &shapes_with_n(4), &shape_seeds());
+    let totals = check_safe_shapes(
+        "every_shape_with_four_replicas",
+        &shapes_with_n(4),
+        &shape_seeds(),
+    );
     assert_exercised(&totals, 40);
 }
 
 #[test]
 fn every_shape_with_five_replicas_is_linearizable() {
-    let totals = check_safe_shapes("every_shape_with_five_replicas", &shapes_with_n(5), &shape_seeds());
+    let totals = check_safe_shapes(
+        "every_shape_with_five_replicas",
+        &shapes_with_n(5),
+        &shape_seeds(),
+    );
     assert_exercised(&totals, 40);
 }
 
@@ -638,36 +804,74 @@ fn broken_protocols_are_caught() {
         switch(&mut switches);
         switches
     };
-    let (safe, no_watermarks) = (UnsafeSwitches::default(), unsafe_switches(|s| s.ignore_watermarks = true));
-    let r_w = |r, w| Shape { r, w, ..DEFAULT_SHAPE };
+    let (safe, no_watermarks) = (
+        UnsafeSwitches::default(),
+        unsafe_switches(|s| s.ignore_watermarks = true),
+    );
+    let r_w = |r, w| Shape {
+        r,
+        w,
+        ..DEFAULT_SHAPE
+    };
     let broken = [
         ("R = W = 1", r_w(1, 1), EVERY_FAULT, safe),
         // A write stored by one replica whose reply was lost, read from it
         // and not written back, then missed by a read of the other two.
-                                // A write stored by one replica only, its other messages lost, read
+        // A write stored by one replica only, its other messages lost, read
         // from it and not written back, then missed by a read of the others.
         (
             "no read repair, lost messages only",
             DEFAULT_SHAPE,
-            FaultMix { loss_percent: 20, delays: false, evictions: false, cold_start: false, nemesis: &[] },
+            FaultMix {
+                loss_percent: 20,
+                delays: false,
+                evictions: false,
+                cold_start: false,
+                nemesis: &[],
+            },
             unsafe_switches(|s| s.skip_read_repair = true),
         ),
         ("no watermarks", DEFAULT_SHAPE, EVERY_FAULT, no_watermarks),
-        ("no version query", DEFAULT_SHAPE, EVERY_FAULT, unsafe_switches(|s| s.skip_version_query = true)),
+        (
+            "no version query",
+            DEFAULT_SHAPE,
+            EVERY_FAULT,
+            unsafe_switches(|s| s.skip_version_query = true),
+        ),
         // Each half of a split acknowledges writes; after it heals, the half
         // with the slower clocks loses its writes to the other's older ones.
         (
             "one-round write forced where 2W <= N, bipartitions only",
-            Shape { nodes: 4, n: 4, r: 3, w: 2 },
+            Shape {
+                nodes: 4,
+                n: 4,
+                r: 3,
+                w: 2,
+            },
             only(&[Fault::Bipartition]),
             unsafe_switches(|s| s.force_one_round_write = true),
         ),
         // Quorums of two of four need not meet: each half of a split completes
         // writes and reads of its own.
-        ("W + R = N, bipartitions only", Shape { nodes: 4, n: 4, r: 2, w: 2 }, only(&[Fault::Bipartition]), safe),
+        (
+            "W + R = N, bipartitions only",
+            Shape {
+                nodes: 4,
+                n: 4,
+                r: 2,
+                w: 2,
+            },
+            only(&[Fault::Bipartition]),
+            safe,
+        ),
         // A write acknowledged by two of three replicas, then read from the
         // third alone, which the one-way loss kept it from.
-        ("W + R = N, one-way loss only", r_w(1, 2), only(&[Fault::OneWayLoss]), safe),
+        (
+            "W + R = N, one-way loss only",
+            r_w(1, 2),
+            only(&[Fault::OneWayLoss]),
+            safe,
+        ),
         // A restarted node holds nothing and, ignoring its watermark, vouches
         // for older versions that another replica kept because it missed a
         // newer write (a restart alone empties the replica that misses a
@@ -675,14 +879,25 @@ fn broken_protocols_are_caught() {
         (
             "no watermarks, restarts and lost messages",
             DEFAULT_SHAPE,
-            FaultMix { loss_percent: 10, ..only(&[Fault::Restart]) },
+            FaultMix {
+                loss_percent: 10,
+                ..only(&[Fault::Restart])
+            },
             no_watermarks,
         ),
     ];
     for (name, shape, faults, switches) in broken {
-        let label = format!("broken-{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+        let label = format!(
+            "broken-{}",
+            name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
         let caught = (1..=1_000u64).find(|seed| {
-            let run = simulate(Scenario { seed: *seed, shape, faults, switches });
+            let run = simulate(Scenario {
+                seed: *seed,
+                shape,
+                faults,
+                switches,
+            });
             history::verdict(&run.history, &label).is_err_and(|failure| failure.proven)
         });
         println!("{name} ({shape}): first violation at seed {caught:?}");

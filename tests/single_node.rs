@@ -20,7 +20,10 @@ fn entries_at_stop(node: &mut Node) -> u64 {
     node.signal("TERM");
     assert_eq!(node.wait_exit(Duration::from_secs(10)), Some(0), "{}", node.log());
     let log = node.log();
-    let stopped = log.lines().find(|line| line.contains(r#""msg":"stopped""#)).expect("a stop line");
+    let stopped = log
+        .lines()
+        .find(|line| line.contains(r#""msg":"stopped""#))
+        .expect("a stop line");
     let line: serde_json::Value = serde_json::from_str(stopped).unwrap();
     line["entries"].as_u64().unwrap()
 }
@@ -39,7 +42,10 @@ async fn grpcurl_set_get_delete_list_and_health_work_as_the_readme_shows() {
     let got = grpcurl(&at, "pb.CacheService/Get", Some(r#"{"key":"foo"}"#));
     assert_eq!(got.json()["value"], "bar");
     let remaining: u64 = got.json()["ttlRemainingMs"].as_str().unwrap().parse().unwrap();
-    assert!(remaining > 3_590_000 && remaining <= 3_600_000, "default TTL is an hour: {remaining}");
+    assert!(
+        remaining > 3_590_000 && remaining <= 3_600_000,
+        "default TTL is an hour: {remaining}"
+    );
     assert_eq!(got.json()["version"], set.json()["version"]);
 
     let missing = grpcurl(&at, "pb.CacheService/Get", Some(r#"{"key":"nope"}"#));
@@ -47,14 +53,29 @@ async fn grpcurl_set_get_delete_list_and_health_work_as_the_readme_shows() {
 
     let deleted = grpcurl(&at, "pb.CacheService/Delete", Some(r#"{"key":"foo"}"#));
     assert!(deleted.ok, "{}", deleted.stderr);
-    assert_eq!(grpcurl(&at, "pb.CacheService/Get", Some(r#"{"key":"foo"}"#)).code(), Some("NotFound"));
+    assert_eq!(
+        grpcurl(&at, "pb.CacheService/Get", Some(r#"{"key":"foo"}"#)).code(),
+        Some("NotFound")
+    );
 
     let listed = grpcurl(&at, "list", None);
-    for service in ["pb.CacheService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"] {
-        assert!(listed.stdout.lines().any(|line| line == service), "{}", listed.stdout);
+    for service in [
+        "pb.CacheService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            listed.stdout.lines().any(|line| line == service),
+            "{}",
+            listed.stdout
+        );
     }
     let methods = grpcurl(&at, "describe pb.CacheService", None);
-    assert!(methods.stdout.contains("rpc Set") && methods.stdout.contains("rpc Delete"), "{}", methods.stdout);
+    assert!(
+        methods.stdout.contains("rpc Set") && methods.stdout.contains("rpc Delete"),
+        "{}",
+        methods.stdout
+    );
     let health = grpcurl(&at, "grpc.health.v1.Health/Check", None);
     assert_eq!(health.json()["status"], "SERVING");
 }
@@ -64,14 +85,27 @@ async fn a_short_ttl_expires_and_a_set_after_a_delete_is_visible() {
     let node = single(&[]);
     node.wait_serving().await;
     let mut client = node.client().await;
-    let set = SetRequest { key: "brief".into(), value: "v".into(), ttl_seconds: Some(1) };
+    let set = SetRequest {
+        key: "brief".into(),
+        value: "v".into(),
+        ttl_seconds: Some(1),
+    };
     client.set(set).await.unwrap();
-    let found = client.get(GetRequest { key: "brief".into() }).await.unwrap().into_inner();
+    let found = client
+        .get(GetRequest { key: "brief".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(found.ttl_remaining_ms <= 1_000 && found.value == "v");
     let started = Instant::now();
     eventually(Duration::from_secs(5), "the entry expires", || {
         let mut client = client.clone();
-        async move { client.get(GetRequest { key: "brief".into() }).await.is_err_and(|s| s.code() == tonic::Code::NotFound) }
+        async move {
+            client
+                .get(GetRequest { key: "brief".into() })
+                .await
+                .is_err_and(|s| s.code() == tonic::Code::NotFound)
+        }
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -92,13 +126,48 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     node.wait_serving().await;
     let at = node.endpoint();
     let cases: &[(&str, &str, &str, &str)] = &[
-        ("pb.CacheService/Set", r#"{"key":"","value":"v"}"#, "InvalidArgument", "key must not be empty"),
-        ("pb.CacheService/Get", r#"{"key":""}"#, "InvalidArgument", "key must not be empty"),
-        ("pb.CacheService/Delete", r#"{"key":""}"#, "InvalidArgument", "key must not be empty"),
-        ("pb.CacheService/Set", r#"{"key":"123456789","value":"v"}"#, "InvalidArgument", "MAX_KEY_SIZE (8 bytes)"),
-        ("pb.CacheService/Get", r#"{"key":"123456789"}"#, "InvalidArgument", "MAX_KEY_SIZE (8 bytes)"),
-        ("pb.CacheService/Set", r#"{"key":"k","value":"12345678901234567"}"#, "ResourceExhausted", "MAX_VALUE_SIZE (16 bytes)"),
-        ("pb.CacheService/Set", r#"{"key":"k","value":"v","ttl_seconds":61}"#, "InvalidArgument", "MAX_TTL (60 seconds)"),
+        (
+            "pb.CacheService/Set",
+            r#"{"key":"","value":"v"}"#,
+            "InvalidArgument",
+            "key must not be empty",
+        ),
+        (
+            "pb.CacheService/Get",
+            r#"{"key":""}"#,
+            "InvalidArgument",
+            "key must not be empty",
+        ),
+        (
+            "pb.CacheService/Delete",
+            r#"{"key":""}"#,
+            "InvalidArgument",
+            "key must not be empty",
+        ),
+        (
+            "pb.CacheService/Set",
+            r#"{"key":"123456789","value":"v"}"#,
+            "InvalidArgument",
+            "MAX_KEY_SIZE (8 bytes)",
+        ),
+        (
+            "pb.CacheService/Get",
+            r#"{"key":"123456789"}"#,
+            "InvalidArgument",
+            "MAX_KEY_SIZE (8 bytes)",
+        ),
+        (
+            "pb.CacheService/Set",
+            r#"{"key":"k","value":"12345678901234567"}"#,
+            "ResourceExhausted",
+            "MAX_VALUE_SIZE (16 bytes)",
+        ),
+        (
+            "pb.CacheService/Set",
+            r#"{"key":"k","value":"v","ttl_seconds":61}"#,
+            "InvalidArgument",
+            "MAX_TTL (60 seconds)",
+        ),
     ];
     for (method, data, code, message) in cases {
         let out = grpcurl(&at, method, Some(data));
@@ -109,8 +178,15 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let out = grpcurl(&at, "pb.CacheService/Set", Some(&huge));
     assert_eq!(out.code(), Some("ResourceExhausted"), "{}", out.stderr);
     assert!(out.stderr.contains("message length too large"), "{}", out.stderr);
-    assert_eq!(grpcurl(&at, "pb.CacheService/Get", Some(r#"{"key":"k"}"#)).code(), Some("NotFound"));
-    assert_eq!(entries_at_stop(&mut node), 0, "a rejected request stored something");
+    assert_eq!(
+        grpcurl(&at, "pb.CacheService/Get", Some(r#"{"key":"k"}"#)).code(),
+        Some("NotFound")
+    );
+    assert_eq!(
+        entries_at_stop(&mut node),
+        0,
+        "a rejected request stored something"
+    );
 }
 
 #[tokio::test]
@@ -123,12 +199,23 @@ async fn the_rate_limit_answers_resource_exhausted_after_the_burst_but_never_lim
         let outcome = client.get(GetRequest { key: "k".into() }).await;
         codes.push(outcome.unwrap_err().code());
     }
-    assert_eq!(&codes[..3], &[tonic::Code::NotFound; 3], "the burst passes: {codes:?}");
+    assert_eq!(
+        &codes[..3],
+        &[tonic::Code::NotFound; 3],
+        "the burst passes: {codes:?}"
+    );
     assert_eq!(codes[3], tonic::Code::ResourceExhausted, "{codes:?}");
     let refused = client.get(GetRequest { key: "k".into() }).await.unwrap_err();
-    assert!(refused.message().contains("RATE_LIMIT=1"), "{}", refused.message());
+    assert!(
+        refused.message().contains("RATE_LIMIT=1"),
+        "{}",
+        refused.message()
+    );
     for _ in 0..20 {
-        assert!(support::serving(&node.endpoint()).await, "health checks are never limited");
+        assert!(
+            support::serving(&node.endpoint()).await,
+            "health checks are never limited"
+        );
     }
 }
 
@@ -136,11 +223,27 @@ async fn the_rate_limit_answers_resource_exhausted_after_the_burst_but_never_lim
 fn bad_configuration_exits_2_naming_the_variable_and_the_value() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
-        ("CAPACITY", "abc", r#"CAPACITY must be a positive integer, got "abc""#),
+        (
+            "CAPACITY",
+            "abc",
+            r#"CAPACITY must be a positive integer, got "abc""#,
+        ),
         ("PEERS", "a:1,b:x", r#"PEERS must be host:port"#),
-        ("RPC_TIMEOUT", "0", r#"RPC_TIMEOUT must be a positive number of seconds"#),
-        ("LOG_FORMAT", "xml", r#"LOG_FORMAT must be json or text, got "xml""#),
-        ("WRITE_QUORUM", "9", r#"WRITE_QUORUM must be "majority" or an integer from 1 to REPLICATION_FACTOR (3), got "9""#),
+        (
+            "RPC_TIMEOUT",
+            "0",
+            r#"RPC_TIMEOUT must be a positive number of seconds"#,
+        ),
+        (
+            "LOG_FORMAT",
+            "xml",
+            r#"LOG_FORMAT must be json or text, got "xml""#,
+        ),
+        (
+            "WRITE_QUORUM",
+            "9",
+            r#"WRITE_QUORUM must be "majority" or an integer from 1 to REPLICATION_FACTOR (3), got "9""#,
+        ),
     ];
     for (variable, value, message) in cases {
         let out = run_binary(&[], &[(variable, value)], dir.path());
@@ -157,17 +260,26 @@ fn a_bad_value_in_dot_env_is_refused_and_the_environment_wins_over_it() {
     std::fs::write(dir.path().join(".env"), "CAPACITY=lots\n").unwrap();
     let out = run_binary(&[], &[], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(r#"CAPACITY must be a positive integer, got "lots""#));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"CAPACITY must be a positive integer, got "lots""#)
+    );
     let overridden = run_binary(&[], &[("CAPACITY", "10"), ("LOG_FORMAT", "bad")], dir.path());
     let stderr = String::from_utf8_lossy(&overridden.stderr);
-    assert!(stderr.contains("LOG_FORMAT must be json or text"), "CAPACITY from the environment won: {stderr}");
+    assert!(
+        stderr.contains("LOG_FORMAT must be json or text"),
+        "CAPACITY from the environment won: {stderr}"
+    );
 }
 
 #[tokio::test]
 async fn dot_env_configures_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    std::fs::write(dir.path().join(".env"), format!("ADDR=127.0.0.1:{port}\nLOG_FORMAT=text\n")).unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("ADDR=127.0.0.1:{port}\nLOG_FORMAT=text\n"),
+    )
+    .unwrap();
     let mut child = std::process::Command::new(support::BINARY)
         .env_clear()
         .current_dir(dir.path())
@@ -175,7 +287,10 @@ async fn dot_env_configures_the_node() {
         .spawn()
         .unwrap();
     let endpoint = format!("127.0.0.1:{port}");
-    eventually(Duration::from_secs(20), "the node from .env serves", || support::serving(&endpoint)).await;
+    eventually(Duration::from_secs(20), "the node from .env serves", || {
+        support::serving(&endpoint)
+    })
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -202,7 +317,11 @@ fn a_port_in_use_is_a_clear_failure() {
     let addr = format!("127.0.0.1:{port}");
     let out = run_binary(&[], &[("ADDR", &addr)], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on 0.0.0.0:"), "{:?}", out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen on 0.0.0.0:"),
+        "{:?}",
+        out
+    );
 }
 
 #[tokio::test]
@@ -222,10 +341,18 @@ async fn health_subcommand_reports_serving_and_failure() {
 /// environment: LISTEN_ADDR, even when that is one IP other than 127.0.0.1.
 #[tokio::test]
 async fn health_without_addr_dials_the_environments_listen_address() {
-    let port = std::net::TcpListener::bind("127.0.0.3:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.3:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.3:{port}");
     let addr = format!("node-a:{port}");
-    let env = [("ADDR", addr.as_str()), ("LISTEN_ADDR", listen.as_str()), ("METRICS_ADDR", "")];
+    let env = [
+        ("ADDR", addr.as_str()),
+        ("LISTEN_ADDR", listen.as_str()),
+        ("METRICS_ADDR", ""),
+    ];
     let mut node = support::Node::spawn(&env);
     node.direct = Some(listen.clone());
     node.wait_serving().await;
@@ -235,7 +362,10 @@ async fn health_without_addr_dials_the_environments_listen_address() {
     let elsewhere = [("ADDR", addr.as_str()), ("LISTEN_ADDR", "127.0.0.4:1")];
     let out = run_binary(&["health"], &elsewhere, dir.path());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.4:1"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("127.0.0.4:1"),
+        "{out:?}"
+    );
 }
 
 /// tonic/h2 records reach the log only at LOG_LEVEL=trace; at debug they are
@@ -247,13 +377,28 @@ async fn library_records_are_bridged_in_only_at_trace() {
         let mut node = single(&[("LOG_LEVEL", level)]);
         node.wait_serving().await;
         let mut client = node.client().await;
-        client.set(SetRequest { key: "k".into(), value: "v".into(), ttl_seconds: None }).await.unwrap();
+        client
+            .set(SetRequest {
+                key: "k".into(),
+                value: "v".into(),
+                ttl_seconds: None,
+            })
+            .await
+            .unwrap();
         // Stopping flushes every record the node produced.
         node.signal("TERM");
         assert_eq!(node.wait_exit(Duration::from_secs(10)), Some(0));
         logs.push(node.log());
     }
-    assert!(logs[0].contains("send frame="), "h2's frames are logged at trace:\n{}", logs[0]);
-    assert!(!logs[1].contains("send frame="), "h2's frames are not logged at debug:\n{}", logs[1]);
+    assert!(
+        logs[0].contains("send frame="),
+        "h2's frames are logged at trace:\n{}",
+        logs[0]
+    );
+    assert!(
+        !logs[1].contains("send frame="),
+        "h2's frames are not logged at debug:\n{}",
+        logs[1]
+    );
     assert!(logs[1].contains(r#""msg":"stopped""#), "{}", logs[1]);
 }

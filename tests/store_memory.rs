@@ -19,7 +19,11 @@ const NEVER_MS: u64 = u64::MAX;
 
 fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm (Linux) is readable");
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).expect("statm's resident field");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .expect("statm's resident field");
     // SAFETY: getpagesize has no preconditions.
     pages * unsafe { getpagesize() } as usize
 }
@@ -33,7 +37,11 @@ fn a_store_filled_past_its_byte_budget_grows_the_process_by_about_the_budget() {
     const BUDGET: usize = 32 << 20;
     const VALUE_SIZE: usize = 100;
     let store = Store::new(
-        StoreLimits { num_shards: 8, max_entries: usize::MAX, max_bytes: BUDGET },
+        StoreLimits {
+            num_shards: 8,
+            max_entries: usize::MAX,
+            max_bytes: BUDGET,
+        },
         ManualClock::new(1_000),
         Version::ZERO,
     );
@@ -42,16 +50,37 @@ fn a_store_filled_past_its_byte_budget_grows_the_process_by_about_the_budget() {
     let before = resident_bytes();
     for i in 0..writes {
         let key = Bytes::from(format!("key{i:06}"));
-        let version = Version { at: Timestamp { physical_ms: 1_000, logical: i as u32 }, node: 1 };
-        let record = Record { version, value: Some(Bytes::from(vec![b'v'; VALUE_SIZE])), expires_at_ms: NEVER_MS };
+        let version = Version {
+            at: Timestamp {
+                physical_ms: 1_000,
+                logical: i as u32,
+            },
+            node: 1,
+        };
+        let record = Record {
+            version,
+            value: Some(Bytes::from(vec![b'v'; VALUE_SIZE])),
+            expires_at_ms: NEVER_MS,
+        };
         store.apply(key.clone(), record);
         // Read once, as a served entry is: the value's first clone gives it its
         // shared header, part of what an entry costs.
-        assert!(matches!(store.read(&key, false), Held::Live { .. }), "entry {i} was just written");
+        assert!(
+            matches!(store.read(&key, false), Held::Live { .. }),
+            "entry {i} was just written"
+        );
     }
     let grown = resident_bytes().saturating_sub(before);
-    assert!(store.bytes() <= BUDGET, "the store's own count: {} > {BUDGET}", store.bytes());
-    assert!(store.len() < writes / 2, "the budget evicted most of the {writes} entries: {} held", store.len());
+    assert!(
+        store.bytes() <= BUDGET,
+        "the store's own count: {} > {BUDGET}",
+        store.bytes()
+    );
+    assert!(
+        store.len() < writes / 2,
+        "the budget evicted most of the {writes} entries: {} held",
+        store.len()
+    );
     // A quarter of slack: the map's tables grow by doubling, so an entry costs
     // from about 150 to 270 bytes beyond its key and value depending on where
     // the count falls. With the old charge of 96 bytes the growth was 1.59x.

@@ -132,7 +132,10 @@ async fn serve(mut socket: TcpStream, misbehaviour: Misbehaviour, report: mpsc::
             return;
         }
         let _ = report.send(Frame { kind, stream });
-        if kind == SETTINGS && flags & ACK == 0 && socket.write_all(&frame(SETTINGS, ACK, 0, &[])).await.is_err() {
+        if kind == SETTINGS
+            && flags & ACK == 0
+            && socket.write_all(&frame(SETTINGS, ACK, 0, &[])).await.is_err()
+        {
             return;
         }
         if kind != DATA || stream == 0 || acted {
@@ -153,7 +156,9 @@ async fn serve(mut socket: TcpStream, misbehaviour: Misbehaviour, report: mpsc::
                 return;
             }
             Misbehaviour::ResetStream => {
-                socket.write_all(&frame(RST_STREAM, 0, stream, &REFUSED_STREAM.to_be_bytes())).await
+                socket
+                    .write_all(&frame(RST_STREAM, 0, stream, &REFUSED_STREAM.to_be_bytes()))
+                    .await
             }
         };
     }
@@ -179,15 +184,37 @@ fn envelope(to: &NodeId) -> Envelope {
     Envelope {
         from: "127.0.0.1:1".into(),
         to: to.clone(),
-        clock: Timestamp { physical_ms: 1, logical: 0 },
-        params: ClusterParams { replication_factor: 3, vnodes: 16, hash: "xxh3".into(), members_hash: 1 },
+        clock: Timestamp {
+            physical_ms: 1,
+            logical: 0,
+        },
+        params: ClusterParams {
+            replication_factor: 3,
+            vnodes: 16,
+            hash: "xxh3".into(),
+            members_hash: 1,
+        },
     }
 }
 
 fn write(to: &NodeId) -> WriteRequest {
-    let version = Version { at: Timestamp { physical_ms: 1, logical: 0 }, node: 1 };
-    let record = Record { version, value: Some(Bytes::from_static(b"value")), expires_at_ms: u64::MAX };
-    WriteRequest { envelope: envelope(to), key: Bytes::from_static(b"key"), record }
+    let version = Version {
+        at: Timestamp {
+            physical_ms: 1,
+            logical: 0,
+        },
+        node: 1,
+    };
+    let record = Record {
+        version,
+        value: Some(Bytes::from_static(b"value")),
+        expires_at_ms: u64::MAX,
+    };
+    WriteRequest {
+        envelope: envelope(to),
+        key: Bytes::from_static(b"key"),
+        record,
+    }
 }
 
 /// A write sent on the peer's batch stream, failed by `misbehaviour` after its
@@ -197,16 +224,34 @@ async fn write_failed_after_it_left(misbehaviour: Misbehaviour) {
     let to = node(peer.addr);
     let transport = transport(&to, PATIENT);
     let outcome = tokio::spawn(transport.write(&to, write(&to)));
-    assert!(peer.request_arrived().await, "{misbehaviour:?}: the write's body never reached the peer");
-    let error = outcome.await.unwrap().expect_err("the peer never answered, yet the write succeeded");
-    assert!(error.may_have_applied(), "{misbehaviour:?}: the write reached the peer, yet {error:?} says not applied");
-    assert_ne!(error, PeerError::Timeout, "{misbehaviour:?}: the failure itself must end the call, not its deadline");
+    assert!(
+        peer.request_arrived().await,
+        "{misbehaviour:?}: the write's body never reached the peer"
+    );
+    let error = outcome
+        .await
+        .unwrap()
+        .expect_err("the peer never answered, yet the write succeeded");
+    assert!(
+        error.may_have_applied(),
+        "{misbehaviour:?}: the write reached the peer, yet {error:?} says not applied"
+    );
+    assert_ne!(
+        error,
+        PeerError::Timeout,
+        "{misbehaviour:?}: the failure itself must end the call, not its deadline"
+    );
 }
 
 #[tokio::test]
 async fn a_write_that_reached_the_peer_may_have_been_applied_however_the_connection_fails() {
-    let misbehaviours =
-        [Misbehaviour::Close, Misbehaviour::Reset, Misbehaviour::Garbage, Misbehaviour::GoAway, Misbehaviour::ResetStream];
+    let misbehaviours = [
+        Misbehaviour::Close,
+        Misbehaviour::Reset,
+        Misbehaviour::Garbage,
+        Misbehaviour::GoAway,
+        Misbehaviour::ResetStream,
+    ];
     for misbehaviour in misbehaviours {
         write_failed_after_it_left(misbehaviour).await;
     }
@@ -222,9 +267,18 @@ async fn a_keep_alive_expiry_after_the_request_left_may_have_applied_it_and_mark
     let to = node(peer.addr);
     let transport = transport(&to, Duration::from_millis(300));
     let outcome = tokio::spawn(transport.handshake(&to, envelope(&to)));
-    assert!(peer.request_arrived().await, "the handshake never reached the peer");
-    let error = outcome.await.unwrap().expect_err("the peer never answered, yet the handshake succeeded");
-    assert!(peer.received(PING), "the call ended before any keep-alive ping: {error:?}");
+    assert!(
+        peer.request_arrived().await,
+        "the handshake never reached the peer"
+    );
+    let error = outcome
+        .await
+        .unwrap()
+        .expect_err("the peer never answered, yet the handshake succeeded");
+    assert!(
+        peer.received(PING),
+        "the call ended before any keep-alive ping: {error:?}"
+    );
     assert!(
         matches!(&error, PeerError::ConnectionLost { reason } if reason.contains("keep-alive")),
         "a keep-alive expiry after the request left must be a lost connection (maybe applied): {error:?}"
@@ -240,8 +294,14 @@ async fn a_refused_connection_proves_nothing_was_sent() {
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let to = node(socket.local_addr().unwrap());
     let transport = transport(&to, PATIENT);
-    let written = transport.write(&to, write(&to)).await.expect_err("nobody listens, yet the write succeeded");
-    let handshaken = transport.handshake(&to, envelope(&to)).await.expect_err("nobody listens, yet it answered");
+    let written = transport
+        .write(&to, write(&to))
+        .await
+        .expect_err("nobody listens, yet the write succeeded");
+    let handshaken = transport
+        .handshake(&to, envelope(&to))
+        .await
+        .expect_err("nobody listens, yet it answered");
     for error in [written, handshaken] {
         assert_eq!(error, PeerError::ConnectionRefused);
         assert!(!error.may_have_applied() && error.means_down(), "{error:?}");
@@ -259,8 +319,14 @@ async fn a_connect_timeout_proves_nothing_was_sent() {
     let _queued = TcpStream::connect(addr).await.unwrap();
     let to = node(addr);
     let transport = transport(&to, Duration::from_millis(200));
-    let error = transport.handshake(&to, envelope(&to)).await.expect_err("nothing accepts, yet it answered");
-    assert!(matches!(error, PeerError::Unreachable { .. }), "a connect timeout must be unreachable: {error:?}");
+    let error = transport
+        .handshake(&to, envelope(&to))
+        .await
+        .expect_err("nothing accepts, yet it answered");
+    assert!(
+        matches!(error, PeerError::Unreachable { .. }),
+        "a connect timeout must be unreachable: {error:?}"
+    );
     assert!(!error.may_have_applied() && error.means_down(), "{error:?}");
 }
 
@@ -292,23 +358,51 @@ async fn a_write_applied_by_a_peer_whose_replies_are_lost_is_never_reported_as_n
     // could time out and mark node 1 down.
     let margin = rpc_timeout.saturating_sub(KEEP_ALIVE_INTERVAL) / 2;
     tokio::time::sleep(KEEP_ALIVE_INTERVAL + margin).await;
-    let request = SetRequest { key: "lost-reply".into(), value: "stored-on-node-1".into(), ttl_seconds: Some(60) };
-    let status = client.set(request).await.expect_err("node 1's replies are lost, yet the write was acknowledged");
-    let outcome = status.metadata().get("qc-outcome").and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
-    assert!(status.message().contains("keep-alive"), "the write did not fail by the keep-alive expiry: {status:?}");
+    let request = SetRequest {
+        key: "lost-reply".into(),
+        value: "stored-on-node-1".into(),
+        ttl_seconds: Some(60),
+    };
+    let status = client
+        .set(request)
+        .await
+        .expect_err("node 1's replies are lost, yet the write was acknowledged");
+    let outcome = status
+        .metadata()
+        .get("qc-outcome")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        status.message().contains("keep-alive"),
+        "the write did not fail by the keep-alive expiry: {status:?}"
+    );
     cluster.heal();
     let reader = cluster.nodes[1].client().await;
     let found = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    eventually(Duration::from_secs(20), "a Get through node 1 answers after the heal", || {
-        let (mut reader, found) = (reader.clone(), found.clone());
-        async move {
-            let answer = reader.get(GetRequest { key: "lost-reply".into() }).await;
-            answer.map(|response| *found.lock().unwrap() = response.into_inner().value).is_ok()
-        }
-    })
+    eventually(
+        Duration::from_secs(20),
+        "a Get through node 1 answers after the heal",
+        || {
+            let (mut reader, found) = (reader.clone(), found.clone());
+            async move {
+                let answer = reader
+                    .get(GetRequest {
+                        key: "lost-reply".into(),
+                    })
+                    .await;
+                answer
+                    .map(|response| *found.lock().unwrap() = response.into_inner().value)
+                    .is_ok()
+            }
+        },
+    )
     .await;
     let found = found.lock().unwrap().clone();
-    assert_eq!(found, "stored-on-node-1", "node 1 applied the write: its value must be readable");
+    assert_eq!(
+        found, "stored-on-node-1",
+        "node 1 applied the write: its value must be readable"
+    );
     assert_eq!(
         outcome, "unknown",
         "the write's value is stored and readable, yet its failure said qc-outcome {outcome:?}: {status:?}"

@@ -61,11 +61,17 @@ impl Watch {
     fn read(&self) -> Result<Reading, String> {
         let mut servers = Duration::ZERO;
         for pid in &self.server_pids {
-            servers += process_cpu(&format!("/proc/{pid}/stat"))
-                .map_err(|error| format!("server process {pid}: {error}; give the PIDs of running servers"))?;
+            servers += process_cpu(&format!("/proc/{pid}/stat")).map_err(|error| {
+                format!("server process {pid}: {error}; give the PIDs of running servers")
+            })?;
         }
-        let generator = process_cpu("/proc/self/stat").map_err(|error| format!("the generator itself: {error}"))?;
-        Ok(Reading { at: Instant::now(), servers, generator })
+        let generator =
+            process_cpu("/proc/self/stat").map_err(|error| format!("the generator itself: {error}"))?;
+        Ok(Reading {
+            at: Instant::now(),
+            servers,
+            generator,
+        })
     }
 }
 
@@ -112,7 +118,9 @@ mod tests {
 
     #[test]
     fn a_missing_process_is_named_in_the_error() {
-        let watch = Watch { server_pids: vec![u32::MAX] };
+        let watch = Watch {
+            server_pids: vec![u32::MAX],
+        };
         let error = watch.check().expect_err("no process has the largest PID");
         assert!(error.contains(&format!("server process {}", u32::MAX)), "{error}");
         assert!(error.contains("give the PIDs of running servers"), "{error}");
@@ -120,7 +128,9 @@ mod tests {
 
     #[test]
     fn this_process_can_be_read() {
-        let watch = Watch { server_pids: vec![std::process::id()] };
+        let watch = Watch {
+            server_pids: vec![std::process::id()],
+        };
         watch.check().expect("the test's own process is readable");
     }
 }

@@ -139,17 +139,29 @@ pub async fn run(target: &Target, workload: &Arc<Workload>, plan: &Plan) -> Resu
         recorder,
         window: plan.duration,
         elapsed,
-        cpu: cpu.await.unwrap_or_else(|error| Err(format!("the CPU reader failed: {error}"))),
+        cpu: cpu
+            .await
+            .unwrap_or_else(|error| Err(format!("the CPU reader failed: {error}"))),
     })
 }
 
 /// Open loop (`rate` > 0): the schedule of the run and its pacer; closed loop: none.
-fn open_loop_pacing(rate: f64, clients: usize, window: Window) -> Result<Option<(Schedule, Arc<Pacer>)>, String> {
+fn open_loop_pacing(
+    rate: f64,
+    clients: usize,
+    window: Window,
+) -> Result<Option<(Schedule, Arc<Pacer>)>, String> {
     if rate <= 0.0 {
         return Ok(None);
     }
-    let schedule = Schedule { started: window.started, rate, clients, end: window.end };
-    let pacer = Pacer::start(schedule).map_err(|error| format!("cannot start the open loop's pacer thread: {error}"))?;
+    let schedule = Schedule {
+        started: window.started,
+        rate,
+        clients,
+        end: window.end,
+    };
+    let pacer = Pacer::start(schedule)
+        .map_err(|error| format!("cannot start the open loop's pacer thread: {error}"))?;
     Ok(Some((schedule, Arc::new(pacer))))
 }
 

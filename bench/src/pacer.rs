@@ -78,7 +78,11 @@ impl Pacer {
         std::thread::Builder::new()
             .name("bench-pacer".into())
             .spawn(move || tick_until_the_end(schedule, &tick, &stopped))?;
-        let (due, tick, stopped) = (Arc::clone(&pacer.due), Arc::clone(&pacer.tick), Arc::clone(&pacer.stopped));
+        let (due, tick, stopped) = (
+            Arc::clone(&pacer.due),
+            Arc::clone(&pacer.tick),
+            Arc::clone(&pacer.stopped),
+        );
         tokio::spawn(async move { release_calls(schedule, &due, &tick, &stopped).await });
         Ok(pacer)
     }
@@ -143,7 +147,12 @@ mod tests {
 
     fn schedule(rate: f64, clients: usize, length: Duration) -> Schedule {
         let started = Instant::now();
-        Schedule { started, rate, clients, end: started + length }
+        Schedule {
+            started,
+            rate,
+            clients,
+            end: started + length,
+        }
     }
 
     #[test]
@@ -164,7 +173,10 @@ mod tests {
         for call in 0..20 {
             let intended = schedule.intended(1, call);
             pacer.wait_until(1, intended).await;
-            assert!(Instant::now() >= intended, "call {call} was released before it was due");
+            assert!(
+                Instant::now() >= intended,
+                "call {call} was released before it was due"
+            );
         }
     }
 
@@ -191,8 +203,15 @@ mod tests {
         let schedule = schedule(1.0, 1, Duration::from_millis(30));
         let pacer = Pacer::start(schedule).expect("a thread can be started");
         let long_after_the_end = schedule.end + Duration::from_secs(3600);
-        let waited = tokio::time::timeout(Duration::from_secs(10), pacer.wait_until(0, long_after_the_end)).await;
-        assert!(waited.is_ok(), "a client was left waiting after the schedule ended");
-        assert!(Instant::now() >= schedule.end, "the client was let go before the schedule ended");
+        let waited =
+            tokio::time::timeout(Duration::from_secs(10), pacer.wait_until(0, long_after_the_end)).await;
+        assert!(
+            waited.is_ok(),
+            "a client was left waiting after the schedule ended"
+        );
+        assert!(
+            Instant::now() >= schedule.end,
+            "the client was let go before the schedule ended"
+        );
     }
 }

@@ -88,7 +88,13 @@ impl CpuUse {
     fn of(spent: &crate::cpu::Spent, ops: u64) -> Self {
         let window_s = spent.window.as_secs_f64();
         let per_op = |cpu: std::time::Duration| (ops > 0).then(|| cpu.as_secs_f64() * 1e6 / ops as f64);
-        let cores = |cpu: std::time::Duration| if window_s > 0.0 { cpu.as_secs_f64() / window_s } else { 0.0 };
+        let cores = |cpu: std::time::Duration| {
+            if window_s > 0.0 {
+                cpu.as_secs_f64() / window_s
+            } else {
+                0.0
+            }
+        };
         Self {
             server_processes: spent.server_processes,
             server_us_per_op: spent.servers.and_then(per_op),

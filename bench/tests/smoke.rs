@@ -202,8 +202,16 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
     assert_eq!(closed["settings"]["mode"], "closed");
     let cpu = &closed["cpu"];
     assert_eq!(cpu["server_processes"], 1, "one server PID was given: {cpu}");
-    for figure in ["server_us_per_op", "server_cores", "generator_us_per_op", "generator_cores"] {
-        assert!(cpu[figure].as_f64().unwrap_or(0.0) > 0.0, "{figure} is not a positive number: {cpu}");
+    for figure in [
+        "server_us_per_op",
+        "server_cores",
+        "generator_us_per_op",
+        "generator_cores",
+    ] {
+        assert!(
+            cpu[figure].as_f64().unwrap_or(0.0) > 0.0,
+            "{figure} is not a positive number: {cpu}"
+        );
     }
 
     let open = bench(
@@ -217,9 +225,18 @@ fn the_generator_runs_against_the_echo_server_and_a_real_node() {
     assert_ran(&open, "echo, open loop");
     assert_eq!(errors(&open), 0, "the echo server never fails: {open}");
     assert_eq!(open["settings"]["mode"], "open");
-    assert_eq!(open["cpu"]["server_processes"], 0, "no server PID was given: {open}");
-    assert!(open["cpu"]["server_us_per_op"].is_null(), "no server, no server figure: {open}");
-    assert!(open["cpu"]["generator_us_per_op"].as_f64().unwrap_or(0.0) > 0.0, "{open}");
+    assert_eq!(
+        open["cpu"]["server_processes"], 0,
+        "no server PID was given: {open}"
+    );
+    assert!(
+        open["cpu"]["server_us_per_op"].is_null(),
+        "no server, no server figure: {open}"
+    );
+    assert!(
+        open["cpu"]["generator_us_per_op"].as_f64().unwrap_or(0.0) > 0.0,
+        "{open}"
+    );
 
     let node_port = free_port();
     let node = start_node(node_port, &work_dir);
@@ -296,19 +313,41 @@ fn bad_server_pids_are_refused_before_the_run() {
     let json = std::env::temp_dir().join(format!("quorum-cache-bench-bad-pids-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&json);
     for (pids, expected) in [
-        ("4294967295", "--server-pids: server process 4294967295: cannot read /proc/4294967295/stat"),
+        (
+            "4294967295",
+            "--server-pids: server process 4294967295: cannot read /proc/4294967295/stat",
+        ),
         ("12ab", "invalid value '12ab' for '--server-pids"),
     ] {
         let output = Command::new(BENCH)
-            .args(["run", "--target", "echo", "--addrs", &echo_addr, "--duration", "5", "--server-pids", pids])
+            .args([
+                "run",
+                "--target",
+                "echo",
+                "--addrs",
+                &echo_addr,
+                "--duration",
+                "5",
+                "--server-pids",
+                pids,
+            ])
             .arg("--json")
             .arg(&json)
             .output()
             .expect("the bench runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "--server-pids {pids} was accepted:\n{stderr}");
-        assert!(stderr.contains(expected), "--server-pids {pids}: expected {expected:?} in:\n{stderr}");
-        assert!(!stderr.contains("ops/s"), "--server-pids {pids}: the run started anyway:\n{stderr}");
+        assert!(
+            !output.status.success(),
+            "--server-pids {pids} was accepted:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "--server-pids {pids}: expected {expected:?} in:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("ops/s"),
+            "--server-pids {pids}: the run started anyway:\n{stderr}"
+        );
         assert!(!json.exists(), "--server-pids {pids}: results were written");
     }
 }
@@ -324,8 +363,17 @@ fn an_echo_server_on_a_taken_port_fails_and_says_where() {
         .output()
         .expect("the bench runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "the echo server started on a taken port:\n{stderr}");
-    assert!(stderr.contains(&format!("echo-server cannot listen on {addr}")), "unexpected message:\n{stderr}");
-    assert!(!stderr.contains("listening on"), "it claimed to listen:\n{stderr}");
+    assert!(
+        !output.status.success(),
+        "the echo server started on a taken port:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("echo-server cannot listen on {addr}")),
+        "unexpected message:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("listening on"),
+        "it claimed to listen:\n{stderr}"
+    );
     assert_eq!(taken.local_addr().expect("the port's owner still holds it"), addr);
 }

@@ -69,7 +69,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         counts.not_linearizable,
         counts.unknown
     );
-    let undecided = report.verdicts.values().any(|verdict| matches!(verdict, Verdict::Unknown { .. }));
+    let undecided = report
+        .verdicts
+        .values()
+        .any(|verdict| matches!(verdict, Verdict::Unknown { .. }));
     Ok(if counts.not_linearizable > 0 {
         ExitCode::from(1)
     } else if undecided {
@@ -83,13 +86,15 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 fn read_ops(path: &Path) -> Result<Vec<Op>, String> {
     let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
     if text.trim_start().starts_with('[') {
-        return serde_json::from_str(&text).map_err(|error| format!("{}: not a JSON array of ops: {error}", path.display()));
+        return serde_json::from_str(&text)
+            .map_err(|error| format!("{}: not a JSON array of ops: {error}", path.display()));
     }
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(at, line)| {
-            serde_json::from_str(line).map_err(|error| format!("{}:{}: not an op: {error}", path.display(), at + 1))
+            serde_json::from_str(line)
+                .map_err(|error| format!("{}:{}: not an op: {error}", path.display(), at + 1))
         })
         .collect()
 }

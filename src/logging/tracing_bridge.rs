@@ -44,7 +44,11 @@ pub fn to_log_crate(record: &log::Record<'_>) {
 
 impl Subscriber for EventsToLog {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if self.enabled(metadata) { Interest::always() } else { Interest::never() }
+        if self.enabled(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -152,7 +156,13 @@ mod tests {
     }
 
     fn record(record: &log::Record<'_>) {
-        FORWARDED.with(|seen| seen.borrow_mut().push((record.level(), record.target().to_string(), record.args().to_string())));
+        FORWARDED.with(|seen| {
+            seen.borrow_mut().push((
+                record.level(),
+                record.target().to_string(),
+                record.args().to_string(),
+            ))
+        });
     }
 
     /// Runs `emit` under an `EventsToLog` at `max_level` and returns what it forwarded.
@@ -171,7 +181,11 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                (log::Level::Warn, "h2::proto".into(), "connection error peer=\"10.0.0.2:7000\" streams=3".into()),
+                (
+                    log::Level::Warn,
+                    "h2::proto".into(),
+                    "connection error peer=\"10.0.0.2:7000\" streams=3".into()
+                ),
                 (log::Level::Error, "tonic".into(), "no message fields".into()),
             ]
         );
@@ -194,6 +208,9 @@ mod tests {
             tracing::trace!(target: "h2", size = 9, "read frame");
             assert!(tracing::trace_span!(target: "h2", "poll").is_disabled());
         });
-        assert_eq!(seen, vec![(log::Level::Trace, "h2".into(), "read frame size=9".into())]);
+        assert_eq!(
+            seen,
+            vec![(log::Level::Trace, "h2".into(), "read frame size=9".into())]
+        );
     }
 }

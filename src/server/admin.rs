@@ -73,8 +73,14 @@ impl AdminService for AdminApi {
 
 /// The status as a table, for `quorum-cache status`.
 pub fn render(status: &StatusResponse, now: std::time::SystemTime) -> String {
-    let now_ms = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
-    let readiness = if status.ready { "ready".to_string() } else { format!("NOT READY: {}", status.not_ready_reason) };
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    let readiness = if status.ready {
+        "ready".to_string()
+    } else {
+        format!("NOT READY: {}", status.not_ready_reason)
+    };
     let mut out = format!(
         "node {}: {readiness}; N={} R={} W={}\n{:<32} {:<9} {:>13} {:>9}  {:<9} {}\n",
         status.addr,
@@ -94,8 +100,14 @@ pub fn render(status: &StatusResponse, now: std::time::SystemTime) -> String {
             _ if node.state == "self" => "-".to_string(),
             at => format!("{:.1}s ago", now_ms.saturating_sub(at) as f64 / 1_000.0),
         };
-        let entries = node.entries.map_or("?".to_string(), |entries| entries.to_string());
-        let version = if node.software_version.is_empty() { "?" } else { &node.software_version };
+        let entries = node
+            .entries
+            .map_or("?".to_string(), |entries| entries.to_string());
+        let version = if node.software_version.is_empty() {
+            "?"
+        } else {
+            &node.software_version
+        };
         out.push_str(&format!(
             "{:<32} {:<9} {:>13} {:>9}  {:<9} {}\n",
             node.addr, node.state, contact, entries, version, node.reason

@@ -7,38 +7,58 @@
 
 use crate::clock::{Timestamp, Version};
 use crate::limits::InputError;
-use crate::peer_pb;
 use crate::pb;
+use crate::peer_pb;
 use crate::replica::{ClusterParams, Envelope, Introduction};
 use crate::store::Held;
 
 impl From<Version> for pb::Version {
     fn from(version: Version) -> Self {
-        pb::Version { physical_ms: version.at.physical_ms, logical: version.at.logical, node: version.node }
+        pb::Version {
+            physical_ms: version.at.physical_ms,
+            logical: version.at.logical,
+            node: version.node,
+        }
     }
 }
 
 impl From<Version> for peer_pb::Version {
     fn from(version: Version) -> Self {
-        peer_pb::Version { physical_ms: version.at.physical_ms, logical: version.at.logical, node: version.node }
+        peer_pb::Version {
+            physical_ms: version.at.physical_ms,
+            logical: version.at.logical,
+            node: version.node,
+        }
     }
 }
 
 impl From<peer_pb::Version> for Version {
     fn from(version: peer_pb::Version) -> Self {
-        Version { at: Timestamp { physical_ms: version.physical_ms, logical: version.logical }, node: version.node }
+        Version {
+            at: Timestamp {
+                physical_ms: version.physical_ms,
+                logical: version.logical,
+            },
+            node: version.node,
+        }
     }
 }
 
 impl From<Timestamp> for peer_pb::Timestamp {
     fn from(at: Timestamp) -> Self {
-        peer_pb::Timestamp { physical_ms: at.physical_ms, logical: at.logical }
+        peer_pb::Timestamp {
+            physical_ms: at.physical_ms,
+            logical: at.logical,
+        }
     }
 }
 
 impl From<peer_pb::Timestamp> for Timestamp {
     fn from(at: peer_pb::Timestamp) -> Self {
-        Timestamp { physical_ms: at.physical_ms, logical: at.logical }
+        Timestamp {
+            physical_ms: at.physical_ms,
+            logical: at.logical,
+        }
     }
 }
 
@@ -86,7 +106,9 @@ impl TryFrom<Option<peer_pb::Envelope>> for Envelope {
     fn try_from(envelope: Option<peer_pb::Envelope>) -> Result<Self, InputError> {
         let envelope = required(envelope, "envelope")?;
         if envelope.from.is_empty() {
-            return Err(InputError::Missing { field: "envelope.from" });
+            return Err(InputError::Missing {
+                field: "envelope.from",
+            });
         }
         Ok(Envelope {
             from: envelope.from.into(),
@@ -101,11 +123,21 @@ impl From<Held> for peer_pb::Held {
     fn from(held: Held) -> Self {
         use peer_pb::held::State;
         let state = match held {
-            Held::Live { version, value, expires_at_ms } => {
-                State::Live(peer_pb::Live { version: Some(version.into()), value, expires_at_ms })
-            }
-            Held::Dead { version } => State::Dead(peer_pb::Dead { version: Some(version.into()) }),
-            Held::Nothing { watermark } => State::Nothing(peer_pb::Nothing { watermark: Some(watermark.into()) }),
+            Held::Live {
+                version,
+                value,
+                expires_at_ms,
+            } => State::Live(peer_pb::Live {
+                version: Some(version.into()),
+                value,
+                expires_at_ms,
+            }),
+            Held::Dead { version } => State::Dead(peer_pb::Dead {
+                version: Some(version.into()),
+            }),
+            Held::Nothing { watermark } => State::Nothing(peer_pb::Nothing {
+                watermark: Some(watermark.into()),
+            }),
         };
         peer_pb::Held { state: Some(state) }
     }
@@ -122,10 +154,12 @@ impl TryFrom<Option<peer_pb::Held>> for Held {
                 value: live.value,
                 expires_at_ms: live.expires_at_ms,
             },
-            State::Dead(dead) => Held::Dead { version: required(dead.version, "dead.version")?.into() },
-            State::Nothing(nothing) => {
-                Held::Nothing { watermark: required(nothing.watermark, "nothing.watermark")?.into() }
-            }
+            State::Dead(dead) => Held::Dead {
+                version: required(dead.version, "dead.version")?.into(),
+            },
+            State::Nothing(nothing) => Held::Nothing {
+                watermark: required(nothing.watermark, "nothing.watermark")?.into(),
+            },
         })
     }
 }
@@ -174,7 +208,10 @@ mod tests {
 
     #[test]
     fn a_handshake_answer_without_a_watermark_is_refused_by_name() {
-        let response = peer_pb::HandshakeResponse { watermark: None, ..handshake_response() };
+        let response = peer_pb::HandshakeResponse {
+            watermark: None,
+            ..handshake_response()
+        };
         let error = Introduction::try_from(response).unwrap_err();
         assert_eq!(error.to_string(), "watermark is missing");
     }

@@ -37,7 +37,11 @@ impl Drain {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = CallGuard(self.clone());
         // Checked after counting, so a call admitted here is always waited for.
-        if self.draining.load(Ordering::SeqCst) { None } else { Some(guard) }
+        if self.draining.load(Ordering::SeqCst) {
+            None
+        } else {
+            Some(guard)
+        }
     }
 
     pub fn start(&self) {

@@ -49,8 +49,12 @@ pub fn routes(services: Services) -> Routes {
     let peer = PeerServiceServer::new(services.peer)
         .max_decoding_message_size(services.max_recv_msg_size + PEER_MESSAGE_MARGIN)
         .max_encoding_message_size(services.max_send_msg_size + PEER_MESSAGE_MARGIN);
-    let reflection_v1 = reflection().build_v1().expect("descriptors are generated at build time");
-    let reflection_v1alpha = reflection().build_v1alpha().expect("descriptors are generated at build time");
+    let reflection_v1 = reflection()
+        .build_v1()
+        .expect("descriptors are generated at build time");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("descriptors are generated at build time");
     Routes::new(client)
         .add_service(AdminServiceServer::new(services.admin))
         .add_service(peer)

@@ -27,15 +27,15 @@ use crate::peer_pb::peer_service_client::PeerServiceClient;
 use crate::peer_pb::{self, BatchItem, BatchRequest, BatchResponse, WriteResponse, batch_item, batch_result};
 use crate::replica::Envelope;
 use crate::transport::PeerError;
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use futures::FutureExt;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
 use tonic::Status;
+use tonic::transport::Channel;
 
 /// Batches unanswered on one peer's stream at a time: a bound on what a stalled
 /// link can hold, high enough that a slow but working link does not queue calls.
@@ -75,11 +75,21 @@ impl PeerBatcher {
     /// future waits for its answer. Queued at once, not when first polled, so
     /// that the future owns nothing of `self` (the transport hands it out as
     /// `'static`).
-    pub fn call(&self, envelope: Envelope, call: batch_item::Call) -> impl Future<Output = Answer> + Send + 'static {
+    pub fn call(
+        &self,
+        envelope: Envelope,
+        call: batch_item::Call,
+    ) -> impl Future<Output = Answer> + Send + 'static {
         let (answer, answered) = oneshot::channel();
-        let queued = self.queue.send(Queued { envelope, call, answer });
+        let queued = self.queue.send(Queued {
+            envelope,
+            call,
+            answer,
+        });
         async move {
-            let stopped = || PeerError::ConnectionLost { reason: "the node is stopping".into() };
+            let stopped = || PeerError::ConnectionLost {
+                reason: "the node is stopping".into(),
+            };
             queued.map_err(|_| stopped())?;
             answered.await.unwrap_or_else(|_| Err(stopped()))
         }
@@ -103,7 +113,9 @@ async fn send_batches(
     tokio::pin!(timeout);
     let mut timeout_at: Option<Instant> = None;
     loop {
-        let room = stream.as_ref().is_none_or(|stream| stream.waiting.len() < MAX_BATCHES_IN_FLIGHT);
+        let room = stream
+            .as_ref()
+            .is_none_or(|stream| stream.waiting.len() < MAX_BATCHES_IN_FLIGHT);
         let oldest_deadline = stream.as_ref().and_then(Stream::oldest_deadline);
         if oldest_deadline != timeout_at {
             if let Some(deadline) = oldest_deadline {
@@ -183,29 +195,49 @@ impl Stream {
         let (batches, outgoing) = mpsc::unbounded_channel();
         let mut client = client.clone();
         let answers = async move {
-            let response = client.batch_stream(UnboundedReceiverStream::new(outgoing)).await?;
+            let response = client
+                .batch_stream(UnboundedReceiverStream::new(outgoing))
+                .await?;
             Ok::<_, Status>(response.into_inner())
         }
         .into_stream()
         .try_flatten()
         .boxed();
-        Self { batches, answers, waiting: VecDeque::new() }
+        Self {
+            batches,
+            answers,
+            waiting: VecDeque::new(),
+        }
     }
 
     fn send(&mut self, batch: Vec<Queued>, rpc_timeout: Duration) {
-        let shared = batch.iter().map(|queued| &queued.envelope).max_by_key(|envelope| envelope.clock).cloned();
+        let shared = batch
+            .iter()
+            .map(|queued| &queued.envelope)
+            .max_by_key(|envelope| envelope.clock)
+            .cloned();
         let (items, answers): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .map(|queued| {
-                let own = shared.as_ref().and_then(|shared| own_envelope(queued.envelope, shared));
-                (BatchItem { call: Some(with_envelope(queued.call, own)) }, queued.answer)
+                let own = shared
+                    .as_ref()
+                    .and_then(|shared| own_envelope(queued.envelope, shared));
+                (
+                    BatchItem {
+                        call: Some(with_envelope(queued.call, own)),
+                    },
+                    queued.answer,
+                )
             })
             .unzip();
         let envelope = shared.map(Into::into);
         // The request body holds the receiver for as long as this stream is
         // open; once it has gone, the answers stream ends and fails this batch.
         let _ = self.batches.send(BatchRequest { items, envelope });
-        self.waiting.push_back(Waiting { answers, deadline: Instant::now() + rpc_timeout });
+        self.waiting.push_back(Waiting {
+            answers,
+            deadline: Instant::now() + rpc_timeout,
+        });
     }
 
     fn oldest_deadline(&self) -> Option<Instant> {
@@ -216,11 +248,16 @@ impl Stream {
     /// longer be trusted to pair answers with batches.
     fn answered(&mut self, response: BatchResponse, classify: Classify) -> Result<(), PeerError> {
         let Some(oldest) = self.waiting.pop_front() else {
-            return Err(PeerError::BadAnswer { reason: "an answer arrived for no batch".into() });
+            return Err(PeerError::BadAnswer {
+                reason: "an answer arrived for no batch".into(),
+            });
         };
         if response.results.len() != oldest.answers.len() {
-            let reason =
-                format!("a batch of {} items was answered with {} results", oldest.answers.len(), response.results.len());
+            let reason = format!(
+                "a batch of {} items was answered with {} results",
+                oldest.answers.len(),
+                response.results.len()
+            );
             let error = PeerError::BadAnswer { reason };
             answer_all(oldest.answers, error.clone());
             return Err(error);
@@ -274,7 +311,9 @@ fn item_answer(outcome: Option<batch_result::Outcome>, classify: Classify) -> An
             }
             Err(classify(status))
         }
-        None => Err(PeerError::BadAnswer { reason: "a batch result with no outcome".into() }),
+        None => Err(PeerError::BadAnswer {
+            reason: "a batch result with no outcome".into(),
+        }),
     }
 }
 

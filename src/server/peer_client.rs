@@ -10,9 +10,9 @@
 //! so a write may have been applied; and a peer's refusals.
 //! Does not own: timeouts per operation and retries (`coordinator`, `peers`).
 
+use super::peer_batch::PeerBatcher;
 use super::status::REFUSAL_KEY;
 use crate::peer_pb::peer_service_client::PeerServiceClient;
-use super::peer_batch::PeerBatcher;
 use crate::peer_pb::{self, HandshakeRequest, batch_item};
 use crate::replica::{Envelope, Introduction, Reply};
 use crate::ring::NodeId;
@@ -68,10 +68,17 @@ impl GrpcTransport {
     }
 
     fn link(&self, to: &NodeId) -> Result<&Link, PeerError> {
-        self.links.get(to).ok_or_else(|| PeerError::Unreachable { reason: format!("{to} is not in PEERS") })
+        self.links.get(to).ok_or_else(|| PeerError::Unreachable {
+            reason: format!("{to} is not in PEERS"),
+        })
     }
 
-    fn batched(&self, to: &NodeId, envelope: Envelope, call: batch_item::Call) -> BoxFuture<'static, Result<Reply, PeerError>> {
+    fn batched(
+        &self,
+        to: &NodeId,
+        envelope: Envelope,
+        call: batch_item::Call,
+    ) -> BoxFuture<'static, Result<Reply, PeerError>> {
         let answered = self.link(to).map(|link| link.batcher.call(envelope, call));
         async move {
             let answer = answered?.await?;
@@ -84,7 +91,11 @@ impl GrpcTransport {
 impl Transport for GrpcTransport {
     fn read(&self, to: &NodeId, request: ReadRequest) -> BoxFuture<'static, Result<Reply, PeerError>> {
         // The envelope is the batch's to set (`peer_batch`).
-        let message = peer_pb::ReadRequest { envelope: None, key: request.key, digest: request.digest };
+        let message = peer_pb::ReadRequest {
+            envelope: None,
+            key: request.key,
+            digest: request.digest,
+        };
         self.batched(to, request.envelope, batch_item::Call::Read(message))
     }
 
@@ -99,19 +110,29 @@ impl Transport for GrpcTransport {
         self.batched(to, request.envelope, batch_item::Call::Write(message))
     }
 
-    fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>> {
+    fn handshake(
+        &self,
+        to: &NodeId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<Introduction, PeerError>> {
         let client = self.link(to).map(|link| link.client.clone());
         async move {
-            let request = HandshakeRequest { envelope: Some(envelope.into()) };
+            let request = HandshakeRequest {
+                envelope: Some(envelope.into()),
+            };
             let response = client?.handshake(request).await.map_err(classify)?.into_inner();
-            Introduction::try_from(response).map_err(|error| PeerError::BadAnswer { reason: error.to_string() })
+            Introduction::try_from(response).map_err(|error| PeerError::BadAnswer {
+                reason: error.to_string(),
+            })
         }
         .boxed()
     }
 }
 
 fn reply(clock: Option<peer_pb::Timestamp>, held: Option<peer_pb::Held>) -> Result<Reply, PeerError> {
-    let bad = |error: crate::limits::InputError| PeerError::BadAnswer { reason: error.to_string() };
+    let bad = |error: crate::limits::InputError| PeerError::BadAnswer {
+        reason: error.to_string(),
+    };
     let clock = super::convert::required(clock, "clock").map_err(bad)?.into();
     let held = Held::try_from(held).map_err(bad)?;
     Ok(Reply { clock, held })
@@ -121,15 +142,24 @@ fn reply(clock: Option<peer_pb::Timestamp>, held: Option<peer_pb::Held>) -> Resu
 fn classify(status: Status) -> PeerError {
     match status.code() {
         Code::FailedPrecondition => {
-            let kind = match status.metadata().get(REFUSAL_KEY).and_then(|kind| kind.to_str().ok()) {
+            let kind = match status
+                .metadata()
+                .get(REFUSAL_KEY)
+                .and_then(|kind| kind.to_str().ok())
+            {
                 Some("clock-ahead") => RefusalKind::ClockAhead,
                 _ => RefusalKind::Mismatch,
             };
-            PeerError::Refused { kind, reason: status.message().to_string() }
+            PeerError::Refused {
+                kind,
+                reason: status.message().to_string(),
+            }
         }
         Code::DeadlineExceeded => PeerError::Timeout,
         Code::Unavailable | Code::Unknown | Code::Cancelled => connection_failure(&status),
-        _ => PeerError::Remote { reason: format!("{:?}: {}", status.code(), status.message()) },
+        _ => PeerError::Remote {
+            reason: format!("{:?}: {}", status.code(), status.message()),
+        },
     }
 }
 
@@ -147,18 +177,28 @@ fn connection_failure(status: &Status) -> PeerError {
     let chain = || std::iter::successors(std::error::Error::source(status), |error| error.source());
     let reason = || {
         let causes = chain().map(|error| error.to_string());
-        let texts: Vec<String> = std::iter::once(status.message().to_string()).chain(causes).collect();
+        let texts: Vec<String> = std::iter::once(status.message().to_string())
+            .chain(causes)
+            .collect();
         short(&texts.join(": "))
     };
     // The connect error and its causes; none when connecting succeeded.
-    let mut connecting = chain().skip_while(|error| !error.is::<tonic::ConnectError>()).peekable();
+    let mut connecting = chain()
+        .skip_while(|error| !error.is::<tonic::ConnectError>())
+        .peekable();
     if connecting.peek().is_none() {
         return PeerError::ConnectionLost { reason: reason() };
     }
     let refused = connecting.any(|error| {
-        error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
     });
-    if refused { PeerError::ConnectionRefused } else { PeerError::Unreachable { reason: reason() } }
+    if refused {
+        PeerError::ConnectionRefused
+    } else {
+        PeerError::Unreachable { reason: reason() }
+    }
 }
 
 fn short(text: &str) -> String {

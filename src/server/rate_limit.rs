@@ -39,7 +39,9 @@ impl<C: Clock> RateLimit<C> {
 
     pub fn check(&self) -> Result<(), Status> {
         match &self.limiter {
-            Some(limiter) if limiter.check().is_err() => Err(super::status::rate_limited(self.rate, self.burst)),
+            Some(limiter) if limiter.check().is_err() => {
+                Err(super::status::rate_limited(self.rate, self.burst))
+            }
             _ => Ok(()),
         }
     }
@@ -51,7 +53,10 @@ pub fn interceptor(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |request| {
-        limit.check().map(|()| request).inspect_err(|_| metrics.rate_limited())
+        limit
+            .check()
+            .map(|()| request)
+            .inspect_err(|_| metrics.rate_limited())
     }
 }
 

@@ -30,9 +30,9 @@ pub fn from_input(error: InputError) -> Status {
 pub fn from_coordinator(error: CoordinatorError) -> Status {
     let outcome = match error {
         CoordinatorError::OutcomeUnknown { .. } => "unknown",
-        CoordinatorError::QuorumUnavailable { .. } | CoordinatorError::ClockBehind { .. } | CoordinatorError::NoReplicas => {
-            "not-applied"
-        }
+        CoordinatorError::QuorumUnavailable { .. }
+        | CoordinatorError::ClockBehind { .. }
+        | CoordinatorError::NoReplicas => "not-applied",
     };
     let code = match error {
         CoordinatorError::NoReplicas => Code::Internal,
@@ -47,7 +47,9 @@ pub fn from_refusal(refusal: Refusal) -> Status {
         Refusal::WrongAddress { .. } | Refusal::ParamsMismatch { .. } => "mismatch",
     };
     let mut status = Status::failed_precondition(refusal.to_string());
-    status.metadata_mut().insert(REFUSAL_KEY, kind.parse().expect("ascii"));
+    status
+        .metadata_mut()
+        .insert(REFUSAL_KEY, kind.parse().expect("ascii"));
     status
 }
 
@@ -70,7 +72,9 @@ pub fn rate_limited(rate: u32, burst: u32) -> Status {
 }
 
 fn with_outcome(mut status: Status, outcome: &'static str) -> Status {
-    status.metadata_mut().insert(OUTCOME_KEY, outcome.parse().expect("ascii"));
+    status
+        .metadata_mut()
+        .insert(OUTCOME_KEY, outcome.parse().expect("ascii"));
     status
 }
 
@@ -85,7 +89,9 @@ pub fn size_limit_as_resource_exhausted<B>(
     let too_large = headers
         .get("grpc-message")
         .and_then(|message| message.to_str().ok())
-        .is_some_and(|message| message.contains("message%20length%20too%20large") || message.contains("message length too large"));
+        .is_some_and(|message| {
+            message.contains("message%20length%20too%20large") || message.contains("message length too large")
+        });
     if out_of_range && too_large {
         headers.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static("8"));
     }

@@ -56,7 +56,11 @@ impl Store {
                 ))
             })
             .collect();
-        Self { shards, wall, dropped: DropCounters::default() }
+        Self {
+            shards,
+            wall,
+            dropped: DropCounters::default(),
+        }
     }
 
     /// What the store holds for `key`; without the value when `digest` is set.
@@ -79,7 +83,11 @@ impl Store {
     /// Drops expired values and old tombstones from every shard; returns how many.
     pub fn sweep_expired(&self) -> u64 {
         let now = self.wall.now_ms();
-        let swept: u64 = self.shards.iter().map(|shard| shard.lock().sweep_expired(now)).sum();
+        let swept: u64 = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().sweep_expired(now))
+            .sum();
         self.dropped.expired.fetch_add(swept, Ordering::Relaxed);
         swept
     }
@@ -110,7 +118,11 @@ impl Store {
 
     /// The highest watermark of any shard.
     pub fn max_watermark(&self) -> Version {
-        self.shards.iter().map(|shard| shard.lock().watermark()).max().unwrap_or(Version::ZERO)
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().watermark())
+            .max()
+            .unwrap_or(Version::ZERO)
     }
 
     pub fn dropped(&self) -> &DropCounters {

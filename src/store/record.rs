@@ -29,7 +29,11 @@ impl Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Held {
     /// A value that has not expired. `value` is empty in a digest answer.
-    Live { version: Version, value: Bytes, expires_at_ms: Millis },
+    Live {
+        version: Version,
+        value: Bytes,
+        expires_at_ms: Millis,
+    },
     /// A tombstone or an expired value the replica still remembers.
     Dead { version: Version },
     /// Nothing for this key; the replica may have forgotten versions up to
@@ -73,12 +77,20 @@ mod tests {
     use crate::clock::Timestamp;
 
     fn version(ms: u64) -> Version {
-        Version { at: Timestamp { physical_ms: ms, logical: 0 }, node: 1 }
+        Version {
+            at: Timestamp {
+                physical_ms: ms,
+                logical: 0,
+            },
+            node: 1,
+        }
     }
 
     #[test]
     fn nothing_vouches_only_below_its_watermark() {
-        let forgot = Held::Nothing { watermark: version(10) };
+        let forgot = Held::Nothing {
+            watermark: version(10),
+        };
         assert!(forgot.vouches_for(version(10)));
         assert!(forgot.vouches_for(version(11)));
         assert!(!forgot.vouches_for(version(9)));
@@ -89,16 +101,28 @@ mod tests {
         let dead = Held::Dead { version: version(3) };
         assert!(dead.vouches_for(version(9)));
         assert_eq!(dead.floor(), version(3));
-        let live = Held::Live { version: version(4), value: Bytes::from("v"), expires_at_ms: 9 };
+        let live = Held::Live {
+            version: version(4),
+            value: Bytes::from("v"),
+            expires_at_ms: 9,
+        };
         assert_eq!(live.floor(), version(4));
         assert_eq!(live.held_version(), Some(version(4)));
     }
 
     #[test]
     fn tombstones_and_expired_values_are_not_live() {
-        let tombstone = Record { version: version(1), value: None, expires_at_ms: 100 };
+        let tombstone = Record {
+            version: version(1),
+            value: None,
+            expires_at_ms: 100,
+        };
         assert!(!tombstone.is_live_at(0));
-        let value = Record { version: version(1), value: Some(Bytes::from("v")), expires_at_ms: 100 };
+        let value = Record {
+            version: version(1),
+            value: Some(Bytes::from("v")),
+            expires_at_ms: 100,
+        };
         assert!(value.is_live_at(99));
         assert!(!value.is_live_at(100));
     }

@@ -95,7 +95,9 @@ impl Shard {
                 entry.last_used = last_used;
                 held(&entry.record, now_ms, digest)
             }
-            None => Held::Nothing { watermark: self.watermark },
+            None => Held::Nothing {
+                watermark: self.watermark,
+            },
         }
     }
 
@@ -116,11 +118,17 @@ impl Shard {
             return (answer, dropped);
         }
         if record.version <= self.watermark {
-            return (Held::Nothing { watermark: self.watermark }, Dropped::default());
+            return (
+                Held::Nothing {
+                    watermark: self.watermark,
+                },
+                Dropped::default(),
+            );
         }
         self.bytes += weight(&key, &record);
         let answer = held(&record, now_ms, true);
-        self.entries.insert(StoredKey::from_slice(&key), Entry { record, last_used });
+        self.entries
+            .insert(StoredKey::from_slice(&key), Entry { record, last_used });
         let dropped = self.evict_over_budget(&key);
         (answer, dropped)
     }
@@ -151,10 +159,11 @@ impl Shard {
 
     fn evict_over_budget(&mut self, keep: &[u8]) -> Dropped {
         let mut dropped = Dropped::default();
-        while (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
-            && self.entries.len() > 1
+        while (self.entries.len() > self.max_entries || self.bytes > self.max_bytes) && self.entries.len() > 1
         {
-            let Some(victim) = self.least_recently_used_sample(keep) else { break };
+            let Some(victim) = self.least_recently_used_sample(keep) else {
+                break;
+            };
             self.forget(victim);
             dropped.evicted += 1;
         }
@@ -176,7 +185,11 @@ impl Shard {
         }
         victim.map(|(index, _)| index).or_else(|| {
             // Every sample hit the protected key: take any other entry.
-            (0..len).find(|&index| self.entries.get_index(index).is_some_and(|(k, _)| k.as_slice() != keep))
+            (0..len).find(|&index| {
+                self.entries
+                    .get_index(index)
+                    .is_some_and(|(k, _)| k.as_slice() != keep)
+            })
         })
     }
 
@@ -210,7 +223,9 @@ fn held(record: &Record, now_ms: Millis, digest: bool) -> Held {
             value: if digest { Bytes::new() } else { value.clone() },
             expires_at_ms: record.expires_at_ms,
         },
-        _ => Held::Dead { version: record.version },
+        _ => Held::Dead {
+            version: record.version,
+        },
     }
 }
 

@@ -125,7 +125,10 @@ impl MemoryNetwork {
     /// never applied, and `to`'s requests to `from` are applied by `from` but
     /// never answered. Messages from `to` to `from` still arrive.
     pub fn cut_one_way(&self, from: &str, to: &str) {
-        self.links.lock().one_way.insert((NodeId::from(from), NodeId::from(to)));
+        self.links
+            .lock()
+            .one_way
+            .insert((NodeId::from(from), NodeId::from(to)));
     }
 
     /// Restores every link cut with `cut` or `cut_one_way`.
@@ -141,7 +144,10 @@ impl MemoryNetwork {
 
     /// (reads, writes) the node has received, faults included.
     pub fn received(&self, node: &str) -> (u64, u64) {
-        self.nodes.lock().get(node).map_or((0, 0), |n| (n.reads, n.writes))
+        self.nodes
+            .lock()
+            .get(node)
+            .map_or((0, 0), |n| (n.reads, n.writes))
     }
 
     /// Reads the node has received that asked for the value, not a digest.
@@ -162,15 +168,25 @@ impl MemoryNetwork {
             return plan;
         }
         let mut nodes = self.nodes.lock();
-        let Some(node) = nodes.get_mut(to) else { return Plan::Fail(PeerError::ConnectionRefused) };
-        if is_write { node.writes += 1 } else { node.reads += 1 }
-        let Some(replica) = node.replica.clone() else { return Plan::Fail(PeerError::ConnectionRefused) };
+        let Some(node) = nodes.get_mut(to) else {
+            return Plan::Fail(PeerError::ConnectionRefused);
+        };
+        if is_write {
+            node.writes += 1
+        } else {
+            node.reads += 1
+        }
+        let Some(replica) = node.replica.clone() else {
+            return Plan::Fail(PeerError::ConnectionRefused);
+        };
         match &node.fault {
             Fault::None => Plan::Run(replica),
             Fault::Down => Plan::Fail(PeerError::ConnectionRefused),
             Fault::Blackhole => Plan::Hang,
             Fault::Slow(delay) => Plan::RunThenDelay(replica, *delay),
-            Fault::Refusing => Plan::Fail(PeerError::Remote { reason: "injected refusal".into() }),
+            Fault::Refusing => Plan::Fail(PeerError::Remote {
+                reason: "injected refusal".into(),
+            }),
             Fault::DropReplies => Plan::RunThenHang(replica),
         }
     }
@@ -202,7 +218,11 @@ impl MemoryNetwork {
         if nodes.get(to).is_some_and(|node| node.fault != Fault::None) {
             return None;
         }
-        Some(if lose_reply { Plan::DelayThenRunThenHang(replica, delay) } else { Plan::RunThenDelay(replica, delay) })
+        Some(if lose_reply {
+            Plan::DelayThenRunThenHang(replica, delay)
+        } else {
+            Plan::RunThenDelay(replica, delay)
+        })
     }
 
     fn call<T: Send + 'static>(
@@ -257,7 +277,11 @@ impl Transport for MemoryNetwork {
         })
     }
 
-    fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>> {
+    fn handshake(
+        &self,
+        to: &NodeId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<Introduction, PeerError>> {
         self.call(&envelope.from.clone(), to, false, move |replica| {
             replica.handshake(&envelope).map_err(PeerError::from)
         })
@@ -277,10 +301,19 @@ mod tests {
     fn replica(name: &str) -> Arc<Replica> {
         let wall: Arc<dyn WallClock> = ManualClock::new(1_700_000_000_000);
         let clock = Arc::new(Hlc::new(wall.clone(), crate::ring::node_number(name), SKEW_MS));
-        let limits = StoreLimits { num_shards: 1, max_entries: 100, max_bytes: 1 << 20 };
+        let limits = StoreLimits {
+            num_shards: 1,
+            max_entries: 100,
+            max_bytes: 1 << 20,
+        };
         let store = Arc::new(Store::new(limits, wall, Version::ZERO));
         let hash = crate::ring::HASH_NAME.into();
-        let params = ClusterParams { replication_factor: 3, vnodes: 1, hash, members_hash: 0 };
+        let params = ClusterParams {
+            replication_factor: 3,
+            vnodes: 1,
+            hash,
+            members_hash: 0,
+        };
         Arc::new(Replica::new(name.into(), params, store, clock))
     }
 
@@ -299,10 +332,20 @@ mod tests {
         key: &'static str,
     ) -> Option<Result<Reply, PeerError>> {
         let version = from.clock().stamp_above(Version::ZERO).unwrap();
-        let record = Record { version, value: Some(Bytes::from_static(b"v")), expires_at_ms: u64::MAX };
+        let record = Record {
+            version,
+            value: Some(Bytes::from_static(b"v")),
+            expires_at_ms: u64::MAX,
+        };
         let (envelope, key) = (from.envelope_to(to.id()), Bytes::from_static(key.as_bytes()));
-        let request = WriteRequest { envelope, key, record };
-        tokio::time::timeout(Duration::from_secs(1), net.write(to.id(), request)).await.ok()
+        let request = WriteRequest {
+            envelope,
+            key,
+            record,
+        };
+        tokio::time::timeout(Duration::from_secs(1), net.write(to.id(), request))
+            .await
+            .ok()
     }
 
     fn holds(replica: &Replica, key: &str) -> bool {
@@ -315,7 +358,10 @@ mod tests {
         let [a, b, c] = [&*replicas[0], &*replicas[1], &*replicas[2]];
         net.cut_one_way("a", "b");
 
-        assert!(write(&net, a, b, "a-to-b").await.is_none(), "a's request to b is answered");
+        assert!(
+            write(&net, a, b, "a-to-b").await.is_none(),
+            "a's request to b is answered"
+        );
         assert!(!holds(b, "a-to-b"), "a's request reached b");
         assert!(write(&net, b, a, "b-to-a").await.is_none(), "a's reply reached b");
         assert!(holds(a, "b-to-a"), "b's request did not reach a");
@@ -323,13 +369,25 @@ mod tests {
         let handshake = tokio::time::timeout(Duration::from_secs(1), handshake).await;
         assert!(handshake.is_err(), "a's answer to b's handshake arrived");
         for (from, to) in [(a, c), (c, a), (b, c), (c, b)] {
-            let answered = write(&net, from, to, "other-links").await.is_some_and(|reply| reply.is_ok());
+            let answered = write(&net, from, to, "other-links")
+                .await
+                .is_some_and(|reply| reply.is_ok());
             assert!(answered, "{} to {} is cut", from.id(), to.id());
         }
 
         net.heal_links();
-        assert!(write(&net, a, b, "healed").await.is_some_and(|reply| reply.is_ok()), "a to b is still cut");
-        assert!(write(&net, b, a, "healed").await.is_some_and(|reply| reply.is_ok()), "b to a is still cut");
+        assert!(
+            write(&net, a, b, "healed")
+                .await
+                .is_some_and(|reply| reply.is_ok()),
+            "a to b is still cut"
+        );
+        assert!(
+            write(&net, b, a, "healed")
+                .await
+                .is_some_and(|reply| reply.is_ok()),
+            "b to a is still cut"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -337,6 +395,9 @@ mod tests {
         let (net, replicas) = network();
         net.set_fault("a", Fault::Down);
         net.cut_one_way("a", "b");
-        assert!(write(&net, &replicas[1], &replicas[0], "k").await.is_none(), "a down node's refusal reached b");
+        assert!(
+            write(&net, &replicas[1], &replicas[0], "k").await.is_none(),
+            "a down node's refusal reached b"
+        );
     }
 }

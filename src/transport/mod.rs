@@ -32,7 +32,11 @@ pub struct WriteRequest {
 pub trait Transport: Send + Sync + 'static {
     fn read(&self, to: &NodeId, request: ReadRequest) -> BoxFuture<'static, Result<Reply, PeerError>>;
     fn write(&self, to: &NodeId, request: WriteRequest) -> BoxFuture<'static, Result<Reply, PeerError>>;
-    fn handshake(&self, to: &NodeId, envelope: Envelope) -> BoxFuture<'static, Result<Introduction, PeerError>>;
+    fn handshake(
+        &self,
+        to: &NodeId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<Introduction, PeerError>>;
 }
 
 /// Why a call to a peer did not produce an answer. Only a failure that proves
@@ -89,7 +93,10 @@ impl From<Refusal> for PeerError {
             Refusal::ClockAhead { .. } | Refusal::VersionAhead { .. } => RefusalKind::ClockAhead,
             Refusal::WrongAddress { .. } | Refusal::ParamsMismatch { .. } => RefusalKind::Mismatch,
         };
-        PeerError::Refused { kind, reason: refusal.to_string() }
+        PeerError::Refused {
+            kind,
+            reason: refusal.to_string(),
+        }
     }
 }
 

@@ -69,5 +69,7 @@ pub fn verdict(recorded: &[Recorded], label: &str) -> Result<usize, Failure> {
 
 /// Checks `recorded`; the error explains every failing key.
 pub fn check(recorded: &[Recorded], label: &str) -> Result<(), String> {
-    verdict(recorded, label).map(|_| ()).map_err(|failure| failure.explanation)
+    verdict(recorded, label)
+        .map(|_| ())
+        .map_err(|failure| failure.explanation)
 }

@@ -6,8 +6,8 @@
 
 pub mod history;
 pub mod nemesis;
-pub mod workload;
 pub mod proxy;
+pub mod workload;
 
 use quorum_cache::pb::cache_service_client::CacheServiceClient;
 use std::path::PathBuf;
@@ -19,13 +19,22 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_quorum-cache");
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `n` distinct free ports.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
 /// A running `quorum-cache` process, killed when dropped.
@@ -42,21 +51,37 @@ pub struct Node {
 impl Node {
     /// Starts the binary with `env` (ADDR must be among them) and no `.env` file.
     pub fn spawn(env: &[(&str, &str)]) -> Node {
-        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         // Its default port (ADDR's + 1000) could collide between tests running at once.
         if !env.iter().any(|(k, _)| k == "METRICS_ADDR") {
             env.push(("METRICS_ADDR".into(), String::new()));
         }
-        let addr = env.iter().find(|(k, _)| k == "ADDR").map(|(_, v)| v.clone()).expect("ADDR is set");
+        let addr = env
+            .iter()
+            .find(|(k, _)| k == "ADDR")
+            .map(|(_, v)| v.clone())
+            .expect("ADDR is set");
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("node.log");
-        let mut node = Node { addr, direct: None, env, child: None, log_path, _dir: dir };
+        let mut node = Node {
+            addr,
+            direct: None,
+            env,
+            child: None,
+            log_path,
+            _dir: dir,
+        };
         node.start();
         node
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
         let child = Command::new(BINARY)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -91,7 +116,10 @@ impl Node {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -{signal} failed");
     }
 
@@ -138,7 +166,12 @@ impl Node {
     pub async fn wait_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !serving(&self.endpoint()).await {
-            assert!(Instant::now() < deadline, "{} never became SERVING; log:\n{}", self.addr, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{} never became SERVING; log:\n{}",
+                self.addr,
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -147,7 +180,12 @@ impl Node {
     pub async fn wait_answering(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while health_status(&self.endpoint()).await.is_none() {
-            assert!(Instant::now() < deadline, "{} never answered; log:\n{}", self.addr, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{} never answered; log:\n{}",
+                self.addr,
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -166,8 +204,17 @@ impl Drop for Node {
 /// The node's gRPC health status, or `None` when it does not answer.
 pub async fn health_status(endpoint: &str) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.ok()?;
-    let response = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .ok()?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
     Some(response.into_inner().status())
 }
 
@@ -176,7 +223,9 @@ pub async fn serving(endpoint: &str) -> bool {
 }
 
 pub async fn client(endpoint: &str) -> CacheServiceClient<Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect_lazy();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect_lazy();
     CacheServiceClient::new(channel)
 }
 
@@ -195,7 +244,10 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) ->
 /// Whether grpcurl can be used; without it a test fails under CI and is skipped
 /// (loudly) elsewhere.
 pub fn grpcurl_available() -> bool {
-    let found = Command::new("grpcurl").arg("-version").output().is_ok_and(|out| out.status.success());
+    let found = Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_ok_and(|out| out.status.success());
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -215,11 +267,14 @@ pub struct Grpcurl {
 impl Grpcurl {
     /// The gRPC code name grpcurl printed ("NotFound", "InvalidArgument", ...).
     pub fn code(&self) -> Option<&str> {
-        self.stderr.lines().find_map(|line| line.trim().strip_prefix("Code: "))
+        self.stderr
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Code: "))
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|_| panic!("not JSON: {}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|_| panic!("not JSON: {}\n{}", self.stdout, self.stderr))
     }
 }
 
@@ -257,11 +312,18 @@ where
 
 /// `size` nodes on free loopback ports, each told the others.
 pub fn cluster(size: usize, extra: &[(&str, &str)]) -> Vec<Node> {
-    let addrs: Vec<String> = free_ports(size).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
+    let addrs: Vec<String> = free_ports(size)
+        .into_iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
     addrs
         .iter()
         .map(|addr| {
-            let peers: Vec<&str> = addrs.iter().filter(|other| *other != addr).map(String::as_str).collect();
+            let peers: Vec<&str> = addrs
+                .iter()
+                .filter(|other| *other != addr)
+                .map(String::as_str)
+                .collect();
             let peers = peers.join(",");
             let mut env = vec![("ADDR", addr.as_str()), ("PEERS", peers.as_str())];
             env.extend_from_slice(extra);
@@ -291,9 +353,13 @@ fn unix_ns_of(ts: &str) -> Option<u128> {
     let numbers = |text: &str, separator: char| -> Option<Vec<i64>> {
         text.split(separator).map(|part| part.parse().ok()).collect()
     };
-    let [year, month, day] = numbers(date, '-')?[..] else { return None };
+    let [year, month, day] = numbers(date, '-')?[..] else {
+        return None;
+    };
     let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let [hours, minutes, seconds] = numbers(clock, ':')?[..] else { return None };
+    let [hours, minutes, seconds] = numbers(clock, ':')?[..] else {
+        return None;
+    };
     let nanos: i64 = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
@@ -331,10 +397,21 @@ pub fn http_exchange(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
-    Ok(HttpResponse { status, head: head.to_string(), body: body.to_string() })
+    Ok(HttpResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
 }

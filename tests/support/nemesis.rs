@@ -9,9 +9,9 @@
 //! each happened, to which nodes, and every clock offset it gave a node.
 //! Not here: the workload, the checks of a run (tests/consistency.rs).
 
+use super::Node;
 use super::proxy::{CutMode, Proxy};
 use super::workload::Rng;
-use super::Node;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -33,24 +33,48 @@ fn node_ip(cluster_id: u8, index: usize) -> IpAddr {
 fn free_ports_on(ip: IpAddr) -> (u16, u16) {
     let first = std::net::TcpListener::bind((ip, 0)).unwrap();
     let second = std::net::TcpListener::bind((ip, 0)).unwrap();
-    (first.local_addr().unwrap().port(), second.local_addr().unwrap().port())
+    (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    )
 }
 
 impl FaultyCluster {
     /// `size` nodes; `per_node(i)` adds environment for node i.
-    pub async fn start(cluster_id: u8, size: usize, env: &[(&str, &str)], per_node: impl Fn(usize) -> Vec<(String, String)>) -> Self {
+    pub async fn start(
+        cluster_id: u8,
+        size: usize,
+        env: &[(&str, &str)],
+        per_node: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Self {
         let ips: Vec<IpAddr> = (0..size).map(|index| node_ip(cluster_id, index)).collect();
         let ports: Vec<(u16, u16)> = ips.iter().map(|ip| free_ports_on(*ip)).collect();
-        let listens: Vec<String> = ips.iter().zip(&ports).map(|(ip, (grpc, _))| format!("{ip}:{grpc}")).collect();
-        let metrics: Vec<String> = ips.iter().zip(&ports).map(|(ip, (_, http))| format!("{ip}:{http}")).collect();
+        let listens: Vec<String> = ips
+            .iter()
+            .zip(&ports)
+            .map(|(ip, (grpc, _))| format!("{ip}:{grpc}"))
+            .collect();
+        let metrics: Vec<String> = ips
+            .iter()
+            .zip(&ports)
+            .map(|(ip, (_, http))| format!("{ip}:{http}"))
+            .collect();
         let mut proxies = Vec::new();
         for listen in &listens {
             proxies.push(Proxy::start(listen.clone()).await);
         }
-        let addrs: Vec<String> = proxies.iter().map(|proxy| format!("127.0.0.1:{}", proxy.port)).collect();
+        let addrs: Vec<String> = proxies
+            .iter()
+            .map(|proxy| format!("127.0.0.1:{}", proxy.port))
+            .collect();
         let nodes = (0..size)
             .map(|index| {
-                let peers = addrs.iter().filter(|addr| **addr != addrs[index]).cloned().collect::<Vec<_>>().join(",");
+                let peers = addrs
+                    .iter()
+                    .filter(|addr| **addr != addrs[index])
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",");
                 let mut vars: Vec<(String, String)> = vec![
                     ("ADDR".into(), addrs[index].clone()),
                     ("LISTEN_ADDR".into(), listens[index].clone()),
@@ -59,13 +83,20 @@ impl FaultyCluster {
                 ];
                 vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
                 vars.extend(per_node(index));
-                let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let borrowed: Vec<(&str, &str)> =
+                    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let mut node = Node::spawn(&borrowed);
                 node.direct = Some(listens[index].clone());
                 node
             })
             .collect();
-        let cluster = Self { nodes, metrics, proxies, ips, paused: vec![false; size] };
+        let cluster = Self {
+            nodes,
+            metrics,
+            proxies,
+            ips,
+            paused: vec![false; size],
+        };
         for node in &cluster.nodes {
             node.wait_serving().await;
         }
@@ -81,7 +112,11 @@ impl FaultyCluster {
             super::eventually(Duration::from_secs(20), "the cluster forms", || {
                 let mut client = client.clone();
                 async move {
-                    let request = quorum_cache::pb::SetRequest { key: "formed".into(), value: "yes".into(), ttl_seconds: Some(1) };
+                    let request = quorum_cache::pb::SetRequest {
+                        key: "formed".into(),
+                        value: "yes".into(),
+                        ttl_seconds: Some(1),
+                    };
                     client.set(request).await.is_ok()
                 }
             })
@@ -122,7 +157,12 @@ impl FaultyCluster {
         self.nodes[index]
             .log()
             .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()?.get("clock_offset_ms")?.as_i64())
+            .filter_map(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()?
+                    .get("clock_offset_ms")?
+                    .as_i64()
+            })
             .collect()
     }
 
@@ -253,7 +293,10 @@ pub struct Pacing {
 }
 
 impl Pacing {
-    pub const DEFAULT: Pacing = Pacing { calm: CALM_TIME, fault: FAULT_TIME };
+    pub const DEFAULT: Pacing = Pacing {
+        calm: CALM_TIME,
+        fault: FAULT_TIME,
+    };
 }
 
 /// One injected fault: which, the nodes it touched, and when (nanoseconds
@@ -277,7 +320,11 @@ pub struct Nemesis {
 
 impl Nemesis {
     pub fn new(seed: u64, size: usize, clocks: Clocks) -> Self {
-        let mut nemesis = Self { rng: Rng(seed | 1), turn: 0, clock_offsets: vec![Vec::new(); size] };
+        let mut nemesis = Self {
+            rng: Rng(seed | 1),
+            turn: 0,
+            clock_offsets: vec![Vec::new(); size],
+        };
         for index in 0..size {
             let offset = match &clocks {
                 Clocks::Together => 0,
@@ -291,7 +338,10 @@ impl Nemesis {
 
     /// The environment of node `index`'s first start (for `FaultyCluster::start`).
     pub fn first_env(&self, index: usize) -> Vec<(String, String)> {
-        vec![("CLOCK_OFFSET".to_string(), self.clock_offsets[index][0].to_string())]
+        vec![(
+            "CLOCK_OFFSET".to_string(),
+            self.clock_offsets[index][0].to_string(),
+        )]
     }
 
     /// Until `until` after `epoch` (leaving room for a whole calm and fault):
@@ -316,7 +366,12 @@ impl Nemesis {
             self.turn += 1;
             let start_ns = now_ns();
             let nodes = self.inject(cluster, fault, pacing.fault).await;
-            windows.push(FaultWindow { fault, nodes, start_ns, end_ns: now_ns() });
+            windows.push(FaultWindow {
+                fault,
+                nodes,
+                start_ns,
+                end_ns: now_ns(),
+            });
         }
         cluster.recover().await;
         windows
@@ -386,7 +441,11 @@ impl Nemesis {
                 }
                 tokio::time::sleep(hold).await;
                 cluster.heal();
-                if shape == OneWay::Link { vec![node, other] } else { everyone }
+                if shape == OneWay::Link {
+                    vec![node, other]
+                } else {
+                    everyone
+                }
             }
         }
     }
@@ -400,8 +459,14 @@ impl Nemesis {
 
     /// Starts a killed node again, its clock stepped or as it was.
     fn respawn(&mut self, cluster: &mut FaultyCluster, node: usize, stepped: bool) {
-        let previous = *self.clock_offsets[node].last().expect("every node has a first start");
-        let offset = if stepped { self.draw_offset(Some(previous)) } else { previous };
+        let previous = *self.clock_offsets[node]
+            .last()
+            .expect("every node has a first start");
+        let offset = if stepped {
+            self.draw_offset(Some(previous))
+        } else {
+            previous
+        };
         self.clock_offsets[node].push(offset);
         cluster.respawn(node, &[("CLOCK_OFFSET", &offset.to_string())]);
     }
@@ -425,13 +490,18 @@ impl Nemesis {
             Sides::Fixed(side) => side.to_vec(),
             Sides::Drawn => {
                 let mut pool: Vec<usize> = (0..size).collect();
-                (0..size / 2).map(|_| pool.swap_remove(self.rng.below(pool.len() as u64) as usize)).collect()
+                (0..size / 2)
+                    .map(|_| pool.swap_remove(self.rng.below(pool.len() as u64) as usize))
+                    .collect()
             }
         }
     }
 
     /// How many restarts came back with a clock other than before.
     pub fn clock_steps(&self) -> usize {
-        self.clock_offsets.iter().map(|starts| starts.windows(2).filter(|pair| pair[0] != pair[1]).count()).sum()
+        self.clock_offsets
+            .iter()
+            .map(|starts| starts.windows(2).filter(|pair| pair[0] != pair[1]).count())
+            .sum()
     }
 }

@@ -44,7 +44,11 @@ impl Cuts {
     }
 
     fn loses(&self, source: IpAddr, upstream: bool) -> bool {
-        if upstream { self.requests_lost.contains(&source) } else { self.replies_lost.contains(&source) }
+        if upstream {
+            self.requests_lost.contains(&source)
+        } else {
+            self.replies_lost.contains(&source)
+        }
     }
 }
 
@@ -67,8 +71,15 @@ impl Proxy {
         let (delay, record) = (delay_ms.clone(), forwarded.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((inbound, from)) = listener.accept().await else { return };
-                let link = Link { source: from.ip(), delay: delay.clone(), cuts: cuts_watch.clone(), record: record.clone() };
+                let Ok((inbound, from)) = listener.accept().await else {
+                    return;
+                };
+                let link = Link {
+                    source: from.ip(),
+                    delay: delay.clone(),
+                    cuts: cuts_watch.clone(),
+                    record: record.clone(),
+                };
                 let target = target.clone();
                 tokio::spawn(async move {
                     if link.is_cut() && link.mode() == CutMode::Refuse {
@@ -80,7 +91,13 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, delay_ms, cuts, task, forwarded }
+        Proxy {
+            port,
+            delay_ms,
+            cuts,
+            task,
+            forwarded,
+        }
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -127,7 +144,9 @@ impl Proxy {
     /// when read, before any delay).
     pub fn has_seen(&self, marker: &str) -> bool {
         let forwarded = self.forwarded.lock().unwrap();
-        forwarded.windows(marker.len()).any(|window| window == marker.as_bytes())
+        forwarded
+            .windows(marker.len())
+            .any(|window| window == marker.as_bytes())
     }
 }
 
@@ -171,7 +190,12 @@ impl Link {
         let _ = tokio::join!(up, down);
     }
 
-    async fn pump(mut self, mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, upstream: bool) {
+    async fn pump(
+        mut self,
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        upstream: bool,
+    ) {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
             let read = tokio::select! {

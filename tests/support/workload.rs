@@ -90,7 +90,12 @@ pub async fn run(endpoints: Vec<String>, workload: Workload, epoch: Instant) -> 
     let tasks: Vec<_> = (0..workload.clients)
         .map(|client| {
             let clients = clients.clone();
-            tokio::spawn(client_loop(workload.first_client + client, clients, workload, epoch))
+            tokio::spawn(client_loop(
+                workload.first_client + client,
+                clients,
+                workload,
+                epoch,
+            ))
         })
         .collect();
     let mut history = Vec::new();
@@ -100,7 +105,12 @@ pub async fn run(endpoints: Vec<String>, workload: Workload, epoch: Instant) -> 
     history
 }
 
-async fn client_loop(client: usize, nodes: Arc<Vec<CacheServiceClient<Channel>>>, workload: Workload, epoch: Instant) -> Vec<Recorded> {
+async fn client_loop(
+    client: usize,
+    nodes: Arc<Vec<CacheServiceClient<Channel>>>,
+    workload: Workload,
+    epoch: Instant,
+) -> Vec<Recorded> {
     let mut rng = Rng(workload.seed ^ (client as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut history = Vec::new();
     let mut sequence = 0u64;
@@ -109,8 +119,12 @@ async fn client_loop(client: usize, nodes: Arc<Vec<CacheServiceClient<Channel>>>
         let roll = rng.below(100) as u32;
         let call = if roll < workload.set_percent {
             sequence += 1;
-            let ttl_seconds = (rng.below(100) < workload.short_ttl_percent as u64).then(|| 1 + rng.below(2) as u32);
-            Call::Set { value: format!("c{client}-{sequence}"), ttl_seconds }
+            let ttl_seconds =
+                (rng.below(100) < workload.short_ttl_percent as u64).then(|| 1 + rng.below(2) as u32);
+            Call::Set {
+                value: format!("c{client}-{sequence}"),
+                ttl_seconds,
+            }
         } else if roll < workload.set_percent + workload.delete_percent {
             Call::Delete
         } else {
@@ -119,14 +133,23 @@ async fn client_loop(client: usize, nodes: Arc<Vec<CacheServiceClient<Channel>>>
         let target = rng.below(nodes.len() as u64) as usize;
         let mut node = nodes[target].clone();
         let invoke_ns = epoch.elapsed().as_nanos() as u64;
-        let outcome = match tokio::time::timeout(workload.call_timeout, perform(&mut node, &key, &call)).await {
+        let outcome = match tokio::time::timeout(workload.call_timeout, perform(&mut node, &key, &call)).await
+        {
             Ok(outcome) => outcome,
             Err(_) if call == Call::Get => Outcome::Failed,
             Err(_) => Outcome::Indeterminate,
         };
         let complete_ns = epoch.elapsed().as_nanos() as u64;
         let failed = matches!(outcome, Outcome::Failed | Outcome::Indeterminate);
-        history.push(Recorded { client, node: target, key, call, invoke_ns, complete_ns, outcome });
+        history.push(Recorded {
+            client,
+            node: target,
+            key,
+            call,
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
         if failed {
             // Do not spin on a dead node; a short pause keeps the history small.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -138,7 +161,11 @@ async fn client_loop(client: usize, nodes: Arc<Vec<CacheServiceClient<Channel>>>
 async fn perform(node: &mut CacheServiceClient<Channel>, key: &str, call: &Call) -> Outcome {
     match call {
         Call::Set { value, ttl_seconds } => {
-            let request = SetRequest { key: key.into(), value: value.clone(), ttl_seconds: *ttl_seconds };
+            let request = SetRequest {
+                key: key.into(),
+                value: value.clone(),
+                ttl_seconds: *ttl_seconds,
+            };
             write_outcome(node.set(request).await.map(|_| ()))
         }
         Call::Delete => write_outcome(node.delete(DeleteRequest { key: key.into() }).await.map(|_| ())),
@@ -152,7 +179,10 @@ async fn perform(node: &mut CacheServiceClient<Channel>, key: &str, call: &Call)
 
 fn write_outcome(result: Result<(), tonic::Status>) -> Outcome {
     let Err(status) = result else { return Outcome::Ok };
-    let not_applied = status.metadata().get("qc-outcome").is_some_and(|outcome| outcome == "not-applied");
+    let not_applied = status
+        .metadata()
+        .get("qc-outcome")
+        .is_some_and(|outcome| outcome == "not-applied");
     match status.code() {
         Code::InvalidArgument | Code::ResourceExhausted => Outcome::Failed,
         Code::Unavailable if not_applied => Outcome::Failed,
@@ -172,7 +202,10 @@ pub struct Counts {
 }
 
 pub fn count(history: &[Recorded]) -> Counts {
-    let mut counts = Counts { ops: history.len(), ..Counts::default() };
+    let mut counts = Counts {
+        ops: history.len(),
+        ..Counts::default()
+    };
     for op in history {
         match op.outcome {
             Outcome::Ok => counts.ok += 1,
@@ -198,13 +231,28 @@ pub fn count(history: &[Recorded]) -> Counts {
 /// indeterminate Sets without TTL cannot make the key absent, so they do not
 /// excuse a miss.
 pub fn misses_on_present_keys(history: &[Recorded]) -> Vec<&Recorded> {
-    let plain_set = |op: &Recorded| matches!(&op.call, Call::Set { ttl_seconds: None, .. });
+    let plain_set = |op: &Recorded| {
+        matches!(
+            &op.call,
+            Call::Set {
+                ttl_seconds: None,
+                ..
+            }
+        )
+    };
     history
         .iter()
         .filter(|get| get.call == Call::Get && get.outcome == Outcome::Miss)
         .filter(|get| {
-            let writes = || history.iter().filter(|op| op.key == get.key && op.call != Call::Get);
-            let Some(last) = writes().filter(|write| write.outcome == Outcome::Ok && write.complete_ns < get.invoke_ns).max_by_key(|write| write.complete_ns) else {
+            let writes = || {
+                history
+                    .iter()
+                    .filter(|op| op.key == get.key && op.call != Call::Get)
+            };
+            let Some(last) = writes()
+                .filter(|write| write.outcome == Outcome::Ok && write.complete_ns < get.invoke_ns)
+                .max_by_key(|write| write.complete_ns)
+            else {
                 return false;
             };
             plain_set(last)

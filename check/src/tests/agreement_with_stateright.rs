@@ -15,9 +15,7 @@
 //! Does not generate the histories (see `simulate`).
 
 use super::simulate::{Rng, Workload, simulate};
-use crate::{
-    Action, Op, ReadOutcome, SearchLimits, Verdict, WriteOutcome, check_key, write_key_history,
-};
+use crate::{Action, Op, ReadOutcome, SearchLimits, Verdict, WriteOutcome, check_key, write_key_history};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 use std::fmt::Debug;
