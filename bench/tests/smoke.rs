@@ -48,16 +48,18 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-/// The newest quorum-cache binary built by the main crate (workspace target dir
-/// once bench/ is a member; until then the root crate's own target dir).
+/// The newest quorum-cache binary built by the main crate, in the workspace's
+/// target dir: CARGO_TARGET_DIR when it is set (a relative one is taken from
+/// the workspace root, where `cargo test` runs), else `target/` at the root.
 fn node_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("QUORUM_CACHE_BIN") {
         return PathBuf::from(path);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
     let candidates: Vec<PathBuf> = ["debug", "release"]
         .iter()
-        .map(|profile| root.join("target").join(profile).join("quorum-cache"))
+        .map(|profile| target.join(profile).join("quorum-cache"))
         .collect();
     candidates
         .iter()
