@@ -37,8 +37,10 @@
 //! answered. Otherwise (and when every peer refused it, holding or having
 //! forgotten something newer) the two phases: ask R replicas for the version
 //! they hold or forgot, stamp above the highest, send to all N, answer once W
-//! hold it or something newer. Each replica checks the message (`replica`) and
-//! applies it only if newer (`store`).
+//! hold it or something newer. No stamp goes beyond this node's wall clock +
+//! MAX_CLOCK_SKEW (`clock`). Each replica checks the message (`replica`: the
+//! sender's clock and the version within its own bound) and applies it only if
+//! newer (`store`).
 //!
 //! # The path of a Get
 //! `server::client` validates and calls [`coordinator::Coordinator::get`], which
