@@ -56,7 +56,8 @@ fn node_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
     let candidates: Vec<PathBuf> = ["debug", "release"]
         .iter()
         .map(|profile| target.join(profile).join("quorum-cache"))
